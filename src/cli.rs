@@ -1,0 +1,546 @@
+//! The operator's commands behind the `essentry-sync` binary: argument definitions (clap) and
+//! what each command does. Output for people goes to stdout as text, or as stable JSON with
+//! `--json`; errors go to stderr with a non-zero exit (see `main.rs`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use chrono::{DateTime, TimeDelta, Utc};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::Settings;
+use crate::domain::{
+    AccountId, Appointment, AppointmentId, AppointmentStatus, Clock, Guest, SystemClock, UserName,
+};
+use crate::http::{self, AppState};
+use crate::integrations;
+use crate::secrets::SecretKey;
+use crate::store::{LogQuery, Store, StoreConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "essentry-sync", version, about = "Keeps an essentry user directory in step with Microsoft Entra ID")]
+pub struct Cli {
+    /// Settings file (default: config/essentry-sync.toml if present).
+    #[arg(long, global = true, env = "ESSENTRY_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (SCIM endpoint, health).
+    Serve {
+        /// Address to listen on (overrides server.listen).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Create, list and delete integrations.
+    #[command(subcommand)]
+    Integration(IntegrationCmd),
+    /// Inspect the user directory.
+    #[command(subcommand)]
+    Users(UsersCmd),
+    /// Create and list appointments.
+    #[command(subcommand)]
+    Appointments(AppointmentsCmd),
+    /// Show the email outbox (guest cancellation notices waiting for delivery).
+    Outbox {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show the provisioning log, newest first.
+    Logs {
+        #[command(flatten)]
+        common: Common,
+        /// Only this integration.
+        #[arg(long)]
+        integration: Option<String>,
+        /// Only this userName.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this cycle.
+        #[arg(long)]
+        cycle: Option<String>,
+        /// success, failure or skipped.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only events at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<DateTime<Utc>>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 200)]
+        limit: i64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Account (company) to act on (default: directory.default_account).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Machine-readable JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IntegrationCmd {
+    /// Create a SCIM integration: prints the Endpoint URL and the Token to paste into your IdP.
+    CreateScim {
+        /// Internal name, e.g. EntraID.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List integrations, tokens masked unless --reveal ("privacy mode" off).
+    List {
+        #[command(flatten)]
+        common: Common,
+        /// Show the full tokens.
+        #[arg(long)]
+        reveal: bool,
+        /// List every account's integrations.
+        #[arg(long)]
+        all_accounts: bool,
+    },
+    /// Disconnect an integration: its token stops working at once.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCmd {
+    /// List the users of an account.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppointmentsCmd {
+    /// Create an appointment hosted by a user, with invited guests.
+    Create {
+        /// The host's userName (email).
+        #[arg(long)]
+        host: String,
+        /// Start, RFC 3339 (e.g. 2026-12-01T09:00:00+01:00).
+        #[arg(long)]
+        starts_at: DateTime<Utc>,
+        /// End, RFC 3339 (default: one hour after the start).
+        #[arg(long)]
+        ends_at: Option<DateTime<Utc>>,
+        #[arg(long)]
+        title: String,
+        /// A guest, as "email" or "Name <email>"; repeat for several.
+        #[arg(long = "guest", required = true)]
+        guests: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List appointments with their status and guests.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// Everything a command needs: settings, the store and the clock.
+pub struct Env {
+    pub settings: Settings,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Env {
+    pub async fn open(settings: Settings) -> Result<Self> {
+        let store = Store::connect(&StoreConfig {
+            url: settings.database.url.clone(),
+            max_connections: settings.database.max_connections,
+            pg_schema: None,
+        })
+        .await
+        .with_context(|| format!("opening the database ({})", redact_url(&settings.database.url)))?;
+        Ok(Self {
+            settings,
+            store,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    fn account_name<'a>(&'a self, common: &'a Common) -> &'a str {
+        common.account.as_deref().unwrap_or(&self.settings.directory.default_account)
+    }
+
+    async fn account(&self, common: &Common) -> Result<AccountId> {
+        Ok(self.store.ensure_account(self.account_name(common), self.clock.now()).await?)
+    }
+
+    fn secret_key(&self) -> Result<SecretKey> {
+        match &self.settings.secrets.key {
+            Some(k) => Ok(SecretKey::from_base64(k)?),
+            None => Ok(SecretKey::load_or_create(&self.settings.secrets.key_file)?),
+        }
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn print_json(value: &impl Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
+    match cli.command {
+        Command::Serve { listen } => serve(settings, listen).await,
+        Command::Integration(cmd) => integration(Env::open(settings).await?, cmd).await,
+        Command::Users(UsersCmd::List { common }) => users_list(Env::open(settings).await?, common).await,
+        Command::Appointments(cmd) => appointments(Env::open(settings).await?, cmd).await,
+        Command::Outbox { common } => outbox(Env::open(settings).await?, common).await,
+        Command::Logs { common, integration, user, cycle, status, since, limit } => {
+            let env = Env::open(settings).await?;
+            let account = env.account(&common).await?;
+            let rows = env
+                .store
+                .list_log(&account, &LogQuery { integration, user_name: user, cycle_id: cycle, status, since, limit })
+                .await?;
+            if common.json {
+                return print_json(&rows);
+            }
+            if rows.is_empty() {
+                println!("no provisioning events");
+            }
+            for r in rows {
+                let changes = r
+                    .modified
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|c| format!("{}: {} -> {}", c["attribute"].as_str().unwrap_or("?"), c["old"], c["new"]))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "{}  {:<7} {:<13} {:<8} {:<30} {}{}",
+                    r.at.format("%Y-%m-%d %H:%M:%S"),
+                    r.source,
+                    r.action,
+                    r.status,
+                    r.user_name.as_deref().unwrap_or("-"),
+                    changes,
+                    r.error_message.map(|m| format!(" error: {m}")).unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(mut settings: Settings, listen: Option<String>) -> Result<()> {
+    if let Some(listen) = listen {
+        settings.server.listen = listen;
+    }
+    let env = Env::open(settings).await?;
+    let listener = tokio::net::TcpListener::bind(&env.settings.server.listen)
+        .await
+        .with_context(|| format!("listening on {}", env.settings.server.listen))?;
+    let local = listener.local_addr()?;
+    env.store.ensure_account(&env.settings.directory.default_account, env.clock.now()).await?;
+    let state = AppState::new(env.store, env.clock, env.settings);
+    tracing::info!(address = %local, scim = %state.scim_base, backend = state.store.backend_name(), "essentry-sync serving");
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
+    };
+    let state_for_close = state.clone();
+    http::serve(listener, state, shutdown).await?;
+    state_for_close.store.close().await;
+    Ok(())
+}
+
+async fn integration(env: Env, cmd: IntegrationCmd) -> Result<()> {
+    let endpoint = env.settings.scim_base_url();
+    match cmd {
+        IntegrationCmd::CreateScim { name, common } => {
+            let account = env.account(&common).await?;
+            let key = env.secret_key()?;
+            let (view, _token) = integrations::create_scim(
+                &env.store,
+                &key,
+                &account,
+                env.account_name(&common),
+                &name,
+                &endpoint,
+                env.clock.now(),
+            )
+            .await?;
+            if common.json {
+                return print_json(&view);
+            }
+            println!("SCIM integration {:?} created for account {:?}.\n", view.name, view.account);
+            println!("  Endpoint URL: {}", view.endpoint_url);
+            println!("  Token:        {}\n", view.token);
+            println!("In Microsoft Entra ID: Enterprise apps > your app > Provisioning > Connect your application:");
+            println!("paste the Endpoint URL as \"Tenant URL\" and the Token as \"Secret token\", then Test connection.");
+            println!("The token grants write access to the whole directory: treat it like a password.");
+            Ok(())
+        }
+        IntegrationCmd::List { common, reveal, all_accounts } => {
+            let account = if all_accounts { None } else { Some(env.account(&common).await?) };
+            let key = if reveal { Some(env.secret_key()?) } else { None };
+            let views = integrations::list(&env.store, account.as_ref(), key.as_ref(), &endpoint).await?;
+            if common.json {
+                return print_json(&views);
+            }
+            if views.is_empty() {
+                println!("no integrations (create one with: essentry-sync integration create-scim --name EntraID)");
+            }
+            for i in views {
+                println!(
+                    "{:<20} {:<12} {:<6} {}  token {}  created {}",
+                    i.name,
+                    i.account,
+                    i.kind,
+                    i.endpoint_url,
+                    i.token,
+                    i.created_at.format("%Y-%m-%d %H:%M")
+                );
+            }
+            Ok(())
+        }
+        IntegrationCmd::Delete { name, common } => {
+            let account = env.account(&common).await?;
+            integrations::delete(&env.store, &account, env.account_name(&common), &name).await?;
+            if common.json {
+                return print_json(&json!({"deleted": name}));
+            }
+            println!("integration {name:?} deleted: its token no longer works.");
+            Ok(())
+        }
+    }
+}
+
+async fn users_list(env: Env, common: Common) -> Result<()> {
+    let account = env.account(&common).await?;
+    let mut users = Vec::new();
+    let page = 1000;
+    loop {
+        let (batch, _) = env.store.list_users(&account, None, users.len() as i64, page, false).await?;
+        let done = (batch.len() as i64) < page;
+        users.extend(batch);
+        if done {
+            break;
+        }
+    }
+    if common.json {
+        let out: Vec<_> = users
+            .iter()
+            .map(|u| {
+                json!({
+                    "id": u.id,
+                    "userName": u.attrs.user_name.as_str(),
+                    "givenName": u.attrs.given_name,
+                    "familyName": u.attrs.family_name,
+                    "displayName": u.attrs.display_name,
+                    "externalId": u.attrs.external_id,
+                    "active": u.attrs.active,
+                    "source": u.source.as_str(),
+                    "createdAt": u.created_at,
+                    "updatedAt": u.updated_at,
+                })
+            })
+            .collect();
+        return print_json(&out);
+    }
+    if users.is_empty() {
+        println!("no users");
+    }
+    for u in users {
+        let name = [u.attrs.given_name.as_deref(), u.attrs.family_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!(
+            "{:<36}  {:<40} {:<28} {:<5} {}",
+            u.id,
+            u.attrs.user_name.as_str(),
+            name,
+            u.source.as_str(),
+            u.attrs.external_id.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+/// `"Name <email>"` or a bare email.
+pub fn parse_guest(raw: &str) -> Result<Guest> {
+    let raw = raw.trim();
+    let (name, email) = match (raw.find('<'), raw.strip_suffix('>')) {
+        (Some(i), Some(inner)) => (raw[..i].trim(), &inner[i + 1..]),
+        _ => ("", raw),
+    };
+    let email = UserName::parse(email).map_err(|_| anyhow!("guest {raw:?} is not an email address"))?;
+    Ok(Guest {
+        name: name.trim_matches('"').to_owned(),
+        email: email.as_str().to_owned(),
+    })
+}
+
+async fn appointments(env: Env, cmd: AppointmentsCmd) -> Result<()> {
+    match cmd {
+        AppointmentsCmd::Create { host, starts_at, ends_at, title, guests, common } => {
+            let account = env.account(&common).await?;
+            let host_name = UserName::parse(&host).map_err(|e| anyhow!("--host: {e}"))?;
+            let host = env
+                .store
+                .user_by_name(&account, &host_name)
+                .await?
+                .ok_or_else(|| anyhow!("no user {host_name} in account {:?}", env.account_name(&common)))?;
+            let ends_at = ends_at.unwrap_or(starts_at + TimeDelta::hours(1));
+            if ends_at <= starts_at {
+                bail!("--ends-at must be after --starts-at");
+            }
+            if title.trim().is_empty() {
+                bail!("--title must not be empty");
+            }
+            let guests = guests.iter().map(|g| parse_guest(g)).collect::<Result<Vec<_>>>()?;
+            let display = [host.attrs.given_name.as_deref(), host.attrs.family_name.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let appointment = Appointment {
+                id: AppointmentId::generate(),
+                account_id: account,
+                host_user_id: Some(host.id.clone()),
+                host_user_name: host.attrs.user_name.as_str().to_owned(),
+                host_display: if display.is_empty() { host.attrs.user_name.as_str().to_owned() } else { display },
+                title: title.trim().to_owned(),
+                starts_at,
+                ends_at,
+                status: AppointmentStatus::Scheduled,
+                cancelled_at: None,
+                cancel_reason: None,
+                guests,
+            };
+            let mut tx = env.store.begin().await?;
+            tx.insert_appointment(&appointment).await?;
+            tx.commit().await?;
+            if common.json {
+                return print_json(&appointment);
+            }
+            println!(
+                "appointment {} created: {:?} hosted by {} at {} with {} guest(s)",
+                appointment.id,
+                appointment.title,
+                appointment.host_user_name,
+                appointment.starts_at.to_rfc3339(),
+                appointment.guests.len()
+            );
+            Ok(())
+        }
+        AppointmentsCmd::List { common } => {
+            let account = env.account(&common).await?;
+            let list = env.store.list_appointments(&account).await?;
+            if common.json {
+                return print_json(&list);
+            }
+            if list.is_empty() {
+                println!("no appointments");
+            }
+            for a in list {
+                let guests = a.guests.iter().map(|g| g.email.as_str()).collect::<Vec<_>>().join(", ");
+                println!(
+                    "{}  {:<9}  {}  {:<30} host {:<30} guests {}",
+                    a.id,
+                    a.status.as_str(),
+                    a.starts_at.format("%Y-%m-%d %H:%M"),
+                    a.title,
+                    a.host_user_name,
+                    guests
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn outbox(env: Env, common: Common) -> Result<()> {
+    let account = env.account(&common).await?;
+    let rows = env.store.list_outbox(&account).await?;
+    if common.json {
+        return print_json(&rows);
+    }
+    if rows.is_empty() {
+        println!("the outbox is empty");
+    }
+    for m in rows {
+        println!(
+            "{}  {:<7}  to {:<32} {}",
+            m.created_at.format("%Y-%m-%d %H:%M:%S"),
+            m.status,
+            m.recipient_email,
+            m.subject
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guests_parse_with_and_without_names() {
+        let g = parse_guest("Vera Visitor <vera@example.org>").unwrap();
+        assert_eq!((g.name.as_str(), g.email.as_str()), ("Vera Visitor", "vera@example.org"));
+        let g = parse_guest("bob@example.org").unwrap();
+        assert_eq!((g.name.as_str(), g.email.as_str()), ("", "bob@example.org"));
+        assert!(parse_guest("not an email").is_err());
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("postgres://app:s3cret@db/x"), "postgres://app:***@db/x");
+        assert_eq!(redact_url("sqlite://data/e.db"), "sqlite://data/e.db");
+    }
+}

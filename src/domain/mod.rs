@@ -1,0 +1,19 @@
+//! The directory's own language: validated ids, neutral user/group/appointment records, the
+//! provisioning operations with their side effects, and the cancellation notices they queue.
+//! No database, HTTP or wire-format crate is used here.
+
+pub mod clock;
+pub mod directory;
+pub mod ids;
+pub mod model;
+pub mod notice;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use directory::{
+    DeprovisionReason, DeprovisionReport, DirectoryError, DirectoryTx, OpContext, StoreError,
+    UpdateOutcome,
+};
+pub use ids::{
+    AccountId, AppointmentId, EntraObjectId, GroupId, IntegrationId, ParseError, UserId, UserName,
+};
+pub use model::*;

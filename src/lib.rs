@@ -1,0 +1,21 @@
+//! essentry-sync keeps an essentry user directory in step with Microsoft Entra ID.
+//!
+//! Layout:
+//! - [`domain`]: validated ids, neutral records and the provisioning operations (create,
+//!   update, deactivate/delete) with their side effects; no I/O crates.
+//! - [`store`]: sqlx storage, SQLite (embedded default) and PostgreSQL, one SQL source for both.
+//! - [`scim`]: the SCIM 2.0 push endpoint (RFC 7643/7644): router, filter, PATCH, errors.
+//! - [`integrations`]: creating, listing (masked or revealed) and deleting integrations.
+//! - [`secrets`]: integration tokens (hashed for verification, sealed for the reveal) and keys.
+//! - [`config`]: settings from `config/essentry-sync.toml` and the environment.
+//! - [`http`]: application state, the axum server and health.
+//! - [`cli`]: the operator commands behind the `essentry-sync` binary.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod integrations;
+pub mod scim;
+pub mod secrets;
+pub mod store;

@@ -1,0 +1,41 @@
+//! The `essentry-sync` binary: parses the command line, loads settings, sets up logging and
+//! runs the command. Errors are printed to stderr with their causes, and the exit code is 1.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use essentry_sync::cli::{self, Cli};
+use essentry_sync::config::Settings;
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(settings: &Settings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.log.filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if settings.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_tracing(&settings);
+    match cli::run(cli, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The SCIM 2.0 push endpoint (RFC 7643, RFC 7644) under `/scim/v2`: bearer-token auth, the
+//! `/Users` and `/Groups` resources, discovery (`/ServiceProviderConfig`, `/ResourceTypes`,
+//! `/Schemas`), and the filter and PATCH grammars. Handlers are thin: parse, call the directory
+//! operations, render; errors map to the SCIM error schema in `error`.
+
+pub mod discovery;
+pub mod error;
+pub mod filter;
+pub mod groups;
+pub mod patch;
+pub mod request;
+pub mod resource;
+pub mod users;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::http::AppState;
+use crate::secrets;
+
+use error::{SCIM_CONTENT_TYPE, ScimError};
+use request::Caller;
+
+/// A SCIM JSON response with optional `ETag` and `Location`.
+pub fn scim_response(status: StatusCode, body: &Value, version: Option<i64>, location: Option<String>) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));
+    if let Some(v) = version.and_then(|v| HeaderValue::from_str(&resource::etag(v)).ok()) {
+        headers.insert(header::ETAG, v);
+    }
+    if let Some(l) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        headers.insert(header::LOCATION, l);
+    }
+    response
+}
+
+/// A ListResponse (RFC 7644 §3.4.2).
+pub fn list_response(resources: Vec<Value>, total: i64, start_index: i64) -> Response {
+    let body = serde_json::json!({
+        "schemas": [resource::LIST_URN],
+        "totalResults": total,
+        "startIndex": start_index,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    });
+    scim_response(StatusCode::OK, &body, None, None)
+}
+
+/// `POST /.search` at the root: users, then groups, as one result set. A filter naming an
+/// attribute only one resource type has matches nothing of the other type.
+async fn search_all(State(state): State<AppState>, caller: Caller, request::ScimBody(body): request::ScimBody) -> Result<Response, ScimError> {
+    use request::ListRequest;
+    let req = ListRequest::from_search(&body, state.settings.server.max_page_size)?;
+    let everything = |r: &ListRequest| ListRequest { paging: request::Paging { start_index: 1, count: 0 }, ..r.clone() };
+    let user_total = match users::query(&state, &caller, &everything(&req)).await {
+        Ok((_, n)) => Some(n),
+        Err(e) if e.scim_type == Some("invalidFilter") && req.filter.is_some() => None,
+        Err(e) => return Err(e),
+    };
+    let group_total = match groups::query(&state, &caller, &everything(&req)).await {
+        Ok((_, n)) => Some(n),
+        Err(e) if e.scim_type == Some("invalidFilter") && req.filter.is_some() => None,
+        Err(e) => return Err(e),
+    };
+    if user_total.is_none() && group_total.is_none() {
+        // Neither type understands the filter: report why, from the users' side.
+        users::query(&state, &caller, &req).await?;
+    }
+    let (user_total, group_total) = (user_total.unwrap_or(0), group_total.unwrap_or(0));
+    let offset = req.paging.start_index - 1;
+    let mut resources = Vec::new();
+    if offset < user_total && req.paging.count > 0 {
+        resources = users::query(&state, &caller, &req).await?.0;
+    }
+    let remaining = req.paging.count - resources.len() as i64;
+    if remaining > 0 && group_total > 0 {
+        let start = (offset - user_total).max(0) + 1;
+        let greq = ListRequest { paging: request::Paging { start_index: start, count: remaining }, ..req.clone() };
+        resources.extend(groups::query(&state, &caller, &greq).await?.0);
+    }
+    Ok(list_response(resources, user_total + group_total, req.paging.start_index))
+}
+
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// Resolves the bearer token to its integration. The token is looked up by its SHA-256 and then
+/// checked in constant time; it is never logged.
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(token) = bearer(&req) else {
+        return ScimError::unauthorized("missing bearer token: send \"Authorization: Bearer <token>\"").into_response();
+    };
+    let found = match state.store.integration_by_token_hash(&secrets::token_hash(token)).await {
+        Ok(found) => found,
+        Err(e) => return ScimError::from(e).into_response(),
+    };
+    let Some(integration) = found.filter(|i| {
+        i.kind == "scim" && i.token_hash.as_deref().is_some_and(|h| secrets::verify_token(token, h))
+    }) else {
+        return ScimError::unauthorized("the bearer token is not valid (was the integration deleted?)").into_response();
+    };
+    let span = tracing::info_span!(
+        "scim",
+        integration = %integration.name,
+        integration_id = %integration.id,
+        account = %integration.account_name,
+        method = %req.method(),
+        path = %req.uri().path(),
+    );
+    req.extensions_mut().insert(Caller {
+        account: integration.account_id,
+        integration_id: integration.id,
+        integration_name: integration.name,
+    });
+    next.run(req).instrument(span).await
+}
+
+async fn unknown_endpoint(req: Request) -> ScimError {
+    ScimError::not_found(format!("no SCIM endpoint at {}", req.uri().path()))
+}
+
+async fn method_not_allowed(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        return ScimError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+            format!("{method} is not supported on this endpoint"),
+        )
+        .into_response();
+    }
+    response
+}
+
+/// The SCIM routes, to be nested under `/scim/v2`.
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/.search", post(search_all))
+        .route("/Users", get(users::list).post(users::create))
+        .route("/Users/.search", post(users::search))
+        .route("/Groups/.search", post(groups::search))
+        .route(
+            "/Users/{id}",
+            get(users::get).put(users::replace).patch(users::patch).delete(users::delete),
+        )
+        .route("/Groups", get(groups::list).post(groups::create))
+        .route(
+            "/Groups/{id}",
+            get(groups::get).put(groups::replace).patch(groups::patch).delete(groups::delete),
+        )
+        .route("/ServiceProviderConfig", get(discovery::service_provider_config))
+        .route("/ResourceTypes", get(discovery::resource_types))
+        .route("/ResourceTypes/{name}", get(discovery::resource_type))
+        .route("/Schemas", get(discovery::schemas))
+        .route("/Schemas/{urn}", get(discovery::schema))
+        .fallback(unknown_endpoint)
+        .layer(middleware::from_fn(method_not_allowed))
+        .layer(middleware::from_fn_with_state(state, authenticate))
+}

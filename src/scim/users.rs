@@ -1,0 +1,268 @@
+//! `/Users` handlers: thin translations between HTTP and the directory operations in
+//! `crate::domain::directory`, which own every side effect.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+use tracing::Instrument;
+
+use crate::domain::directory::{self, DeprovisionReason, OpContext, UpdateOutcome};
+use crate::domain::{DirectoryError, DirectoryTx, LogAction, LogStatus, Source, UserId};
+use crate::http::AppState;
+use crate::store::sql_filter::{self, Target};
+
+use super::error::ScimError;
+use super::filter::parse_filter;
+use super::patch::{self, USER_SCHEMA};
+use super::request::{Caller, ListRequest, QueryParams, ScimBody, if_match};
+use super::resource::{self, Projection, USER_URN};
+use super::scim_response;
+
+fn context(state: &AppState, caller: &Caller) -> OpContext {
+    OpContext {
+        account: caller.account.clone(),
+        source: Source::Scim,
+        integration_id: Some(caller.integration_id.clone()),
+        cycle_id: None,
+        now: state.clock.now(),
+    }
+}
+
+/// An id in a URL that is not a UUID names no user: 404, without a database round trip.
+fn user_id(raw: &str) -> Result<UserId, ScimError> {
+    UserId::parse(raw).map_err(|_| ScimError::not_found(format!("no user with id {raw}")))
+}
+
+/// Records a refused or failed user operation in the provisioning log (best effort: the
+/// response to the client does not depend on it).
+async fn log_failure(state: &AppState, caller: &Caller, action: LogAction, user: Option<&str>, err: &ScimError) {
+    let ctx = context(state, caller);
+    let mut entry = ctx.log_entry(action, LogStatus::Failure);
+    entry.user_name = user.map(str::to_owned);
+    entry.error_code = Some(err.scim_type.unwrap_or(err.status.as_str()).to_owned());
+    entry.error_message = Some(err.detail.clone());
+    let result = async {
+        let mut tx = state.store.begin().await?;
+        tx.write_log(&entry).await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not write a provisioning-log row for a failed request");
+    }
+}
+
+/// Matching users as SCIM JSON (projected), and the total number of matches.
+pub async fn query(state: &AppState, caller: &Caller, req: &ListRequest) -> Result<(Vec<Value>, i64), ScimError> {
+    let filter = match &req.filter {
+        Some(f) => Some(
+            sql_filter::translate(&parse_filter(f)?, Target::User, 2)
+                .map_err(|e| ScimError::bad_request("invalidFilter", e.0))?,
+        ),
+        None => None,
+    };
+    let (offset, count) = (req.paging.start_index - 1, req.paging.count);
+    // A first page that is not full already tells the total; count only when it cannot.
+    let (users, total) = state
+        .store
+        .list_users(&caller.account, filter.as_ref(), offset, count, offset > 0 || count == 0)
+        .await?;
+    let total = match total {
+        Some(t) => t,
+        None if (users.len() as i64) < count => users.len() as i64,
+        None => state.store.list_users(&caller.account, filter.as_ref(), 0, 0, true).await?.1.unwrap_or(0),
+    };
+    let resources = users
+        .iter()
+        .map(|u| req.projection.apply(resource::user_json(u, &state.scim_base), USER_URN))
+        .collect();
+    Ok((resources, total))
+}
+
+pub async fn list(State(state): State<AppState>, caller: Caller, params: QueryParams) -> Result<Response, ScimError> {
+    let req = ListRequest::from_query(&params, state.settings.server.max_page_size)?;
+    let (resources, total) = query(&state, &caller, &req).await?;
+    Ok(super::list_response(resources, total, req.paging.start_index))
+}
+
+pub async fn search(State(state): State<AppState>, caller: Caller, ScimBody(body): ScimBody) -> Result<Response, ScimError> {
+    let req = ListRequest::from_search(&body, state.settings.server.max_page_size)?;
+    let (resources, total) = query(&state, &caller, &req).await?;
+    Ok(super::list_response(resources, total, req.paging.start_index))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    params: QueryParams,
+) -> Result<Response, ScimError> {
+    let id = user_id(&id)?;
+    let user = state
+        .store
+        .user_by_id(&caller.account, &id)
+        .await?
+        .ok_or_else(|| ScimError::not_found(format!("no user with id {id}")))?;
+    let projection = Projection::new(params.get("attributes"), params.get("excludedAttributes"));
+    let body = projection.apply(resource::user_json(&user, &state.scim_base), USER_URN);
+    Ok(scim_response(StatusCode::OK, &body, Some(user.version), None))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ScimError> {
+    let hinted = body.get("userName").and_then(Value::as_str).map(str::to_owned);
+    let result = async {
+        let desired = resource::user_from_body(&body)?;
+        let ctx = context(&state, &caller);
+        let mut tx = state.store.begin().await?;
+        let user = directory::create_user(&mut tx, &ctx, desired).await?;
+        tx.commit().await?;
+        Ok::<_, ScimError>(user)
+    }
+    .instrument(tracing::info_span!("create_user"))
+    .await;
+    match result {
+        Ok(user) => {
+            tracing::info!(user_id = %user.id, "user created");
+            let body = resource::user_json(&user, &state.scim_base);
+            let location = format!("{}/Users/{}", state.scim_base, user.id);
+            Ok(scim_response(StatusCode::CREATED, &body, Some(user.version), Some(location)))
+        }
+        Err(e) => {
+            log_failure(&state, &caller, LogAction::Create, hinted.as_deref(), &e).await;
+            Err(e)
+        }
+    }
+}
+
+async fn respond_update(state: &AppState, outcome: UpdateOutcome) -> Response {
+    let (user, status) = match outcome {
+        UpdateOutcome::Updated { user, .. } | UpdateOutcome::Unchanged(user) => (user, "updated"),
+        UpdateOutcome::Deprovisioned(report) => {
+            tracing::info!(
+                user_id = %report.user.id,
+                cancelled = report.cancelled.len(),
+                emails_queued = report.queued.len(),
+                "user deactivated: account deleted"
+            );
+            (report.user, "deprovisioned")
+        }
+    };
+    tracing::debug!(user_id = %user.id, status, "user written");
+    let body = resource::user_json(&user, &state.scim_base);
+    scim_response(StatusCode::OK, &body, Some(user.version), None)
+}
+
+pub async fn replace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ScimError> {
+    let id = user_id(&id)?;
+    let result = async {
+        let expected = if_match(&headers)?;
+        let desired = resource::user_from_body(&body)?;
+        let ctx = context(&state, &caller);
+        let mut tx = state.store.begin().await?;
+        let outcome = directory::update_user(&mut tx, &ctx, &id, desired, expected).await?;
+        tx.commit().await?;
+        Ok::<_, ScimError>(outcome)
+    }
+    .instrument(tracing::info_span!("replace_user", user_id = %id))
+    .await;
+    match result {
+        Ok(outcome) => Ok(respond_update(&state, outcome).await),
+        Err(e) => {
+            log_failure(&state, &caller, LogAction::Update, body.get("userName").and_then(Value::as_str), &e).await;
+            Err(e)
+        }
+    }
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ScimError> {
+    let id = user_id(&id)?;
+    let result = async {
+        let expected = if_match(&headers)?;
+        let ops = patch::parse_patch_request(&body)?;
+        let ctx = context(&state, &caller);
+        let mut tx = state.store.begin().await?;
+        let current = tx
+            .user_by_id(&caller.account, &id)
+            .await?
+            .ok_or_else(|| ScimError::not_found(format!("no user with id {id}")))?;
+        let mut resource = current.attrs.resource.clone();
+        resource.insert("userName".to_owned(), json!(current.attrs.user_name.as_str()));
+        resource.insert("active".to_owned(), json!(current.attrs.active));
+        patch::apply(&mut resource, &ops, &USER_SCHEMA)?;
+        let desired = resource::user_from_resource(resource)?;
+        let outcome = directory::update_user(&mut tx, &ctx, &id, desired, expected).await?;
+        tx.commit().await?;
+        Ok::<_, ScimError>(outcome)
+    }
+    .instrument(tracing::info_span!("patch_user", user_id = %id))
+    .await;
+    match result {
+        Ok(outcome) => Ok(respond_update(&state, outcome).await),
+        Err(e) => {
+            log_failure(&state, &caller, LogAction::Update, None, &e).await;
+            Err(e)
+        }
+    }
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    let id = user_id(&id)?;
+    let result = async {
+        let expected = if_match(&headers)?;
+        let ctx = context(&state, &caller);
+        let mut tx = state.store.begin().await?;
+        if let Some(expected) = expected {
+            let current = tx
+                .user_by_id(&caller.account, &id)
+                .await?
+                .ok_or_else(|| DirectoryError::UserNotFound(id.to_string()))?;
+            if current.version != expected {
+                return Err(DirectoryError::VersionMismatch { expected, actual: current.version }.into());
+            }
+        }
+        let report = directory::deprovision_user(&mut tx, &ctx, &id, DeprovisionReason::Deleted).await?;
+        tx.commit().await?;
+        Ok::<_, ScimError>(report)
+    }
+    .instrument(tracing::info_span!("delete_user", user_id = %id))
+    .await;
+    match result {
+        Ok(report) => {
+            tracing::info!(
+                user_id = %id,
+                cancelled = report.cancelled.len(),
+                emails_queued = report.queued.len(),
+                "user deleted"
+            );
+            Ok(super::no_content())
+        }
+        Err(e) => {
+            if e.status != StatusCode::NOT_FOUND {
+                log_failure(&state, &caller, LogAction::Delete, None, &e).await;
+            }
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,855 @@
+// Queries shared by both backends. This file is `include!`d by `sqlite.rs` and `postgres.rs`,
+// each of which defines `type Db` first, so every function below is compiled — and type-checked
+// — once per database with that database's native types (TIMESTAMPTZ/BOOLEAN on PostgreSQL,
+// RFC 3339 text/0-1 integers on SQLite). The SQL is written once: both accept `$n` parameters,
+// `ON CONFLICT`, `RETURNING` and `LIKE ... ESCAPE`.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sqlx::{AssertSqlSafe, Database, Row};
+
+use crate::domain::{
+    AccountId, Appointment, AppointmentId, AppointmentStatus, DirectoryUser, EntraObjectId,
+    GroupId, GroupRecord, Guest, IntegrationId, LogEntry, OutboxMessage, Source, StoreError,
+    UserId, UserName, UserRecord,
+};
+use crate::store::sql_filter::{Param, Where};
+use crate::store::{
+    IntegrationRow, LogQuery, LogRow, OutboxRow, corrupt, db_err,
+};
+
+pub type Conn = <Db as Database>::Connection;
+type DbRow = <Db as Database>::Row;
+
+/// How many ids one `IN (...)` list or multi-row `VALUES` carries.
+const CHUNK: usize = 500;
+
+const USER_COLS: &str = "u.id, u.account_id, u.user_name, u.given_name, u.family_name, \
+    u.display_name, u.external_id, u.active, u.entra_object_id, u.source, u.resource, \
+    u.version, u.created_at, u.updated_at";
+
+const GROUP_COLS: &str = "g.id, g.account_id, g.display_name, g.external_id, g.resource, \
+    g.version, g.created_at, g.updated_at";
+
+fn bind_params<'q>(
+    mut q: sqlx::query::Query<'q, Db, <Db as Database>::Arguments>,
+    params: &'q [Param],
+) -> sqlx::query::Query<'q, Db, <Db as Database>::Arguments> {
+    for p in params {
+        q = match p {
+            Param::Text(s) => q.bind(s.as_str()),
+            Param::Bool(b) => q.bind(*b),
+            Param::Time(t) => q.bind(*t),
+        };
+    }
+    q
+}
+
+fn parse_resource(text: &str) -> Result<Map<String, Value>, StoreError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(corrupt("resource is not a JSON object")),
+    }
+}
+
+fn user_from_row(row: &DbRow) -> Result<UserRecord, StoreError> {
+    let user_name: String = row.try_get("user_name").map_err(db_err)?;
+    let entra: Option<String> = row.try_get("entra_object_id").map_err(db_err)?;
+    let resource: String = row.try_get("resource").map_err(db_err)?;
+    let source: String = row.try_get("source").map_err(db_err)?;
+    Ok(UserRecord {
+        id: UserId::from_trusted(row.try_get("id").map_err(db_err)?),
+        account_id: AccountId::from_trusted(row.try_get("account_id").map_err(db_err)?),
+        attrs: DirectoryUser {
+            user_name: UserName::parse(&user_name).map_err(|_| corrupt("stored userName"))?,
+            given_name: row.try_get("given_name").map_err(db_err)?,
+            family_name: row.try_get("family_name").map_err(db_err)?,
+            display_name: row.try_get("display_name").map_err(db_err)?,
+            external_id: row.try_get("external_id").map_err(db_err)?,
+            active: row.try_get("active").map_err(db_err)?,
+            entra_object_id: entra.map(EntraObjectId::from_trusted),
+            resource: parse_resource(&resource)?,
+        },
+        source: Source::parse(&source),
+        version: row.try_get("version").map_err(db_err)?,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        updated_at: row.try_get("updated_at").map_err(db_err)?,
+    })
+}
+
+fn group_from_row(row: &DbRow) -> Result<GroupRecord, StoreError> {
+    let resource: String = row.try_get("resource").map_err(db_err)?;
+    Ok(GroupRecord {
+        id: GroupId::from_trusted(row.try_get("id").map_err(db_err)?),
+        account_id: AccountId::from_trusted(row.try_get("account_id").map_err(db_err)?),
+        display_name: row.try_get("display_name").map_err(db_err)?,
+        external_id: row.try_get("external_id").map_err(db_err)?,
+        resource: parse_resource(&resource)?,
+        version: row.try_get("version").map_err(db_err)?,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        updated_at: row.try_get("updated_at").map_err(db_err)?,
+    })
+}
+
+fn resource_text(m: &Map<String, Value>) -> String {
+    Value::Object(m.clone()).to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts
+
+pub async fn account_by_name(c: &mut Conn, name: &str) -> Result<Option<AccountId>, StoreError> {
+    let id: Option<String> = sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db_err)?;
+    Ok(id.map(AccountId::from_trusted))
+}
+
+pub async fn ensure_account(
+    c: &mut Conn,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<AccountId, StoreError> {
+    if let Some(id) = account_by_name(c, name).await? {
+        return Ok(id);
+    }
+    sqlx::query(
+        "INSERT INTO accounts (id, name, time_zone, created_at) VALUES ($1, $2, 'UTC', $3) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(AccountId::generate().as_str())
+    .bind(name)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    account_by_name(c, name)
+        .await?
+        .ok_or_else(|| corrupt("account vanished after insert"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Integrations
+
+fn integration_from_row(row: &DbRow) -> Result<IntegrationRow, StoreError> {
+    let settings: String = row.try_get("settings").map_err(db_err)?;
+    Ok(IntegrationRow {
+        id: IntegrationId::from_trusted(row.try_get("id").map_err(db_err)?),
+        account_id: AccountId::from_trusted(row.try_get("account_id").map_err(db_err)?),
+        account_name: row.try_get("account_name").map_err(db_err)?,
+        name: row.try_get("name").map_err(db_err)?,
+        kind: row.try_get("kind").map_err(db_err)?,
+        token_hash: row.try_get("token_hash").map_err(db_err)?,
+        token_hint: row.try_get("token_hint").map_err(db_err)?,
+        secret_sealed: row.try_get("secret_sealed").map_err(db_err)?,
+        settings: serde_json::from_str(&settings).map_err(|_| corrupt("integration settings"))?,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+    })
+}
+
+const INTEGRATION_SELECT: &str = "SELECT i.id, i.account_id, a.name AS account_name, i.name, \
+    i.kind, i.token_hash, i.token_hint, i.secret_sealed, i.settings, i.created_at \
+    FROM integrations i JOIN accounts a ON a.id = i.account_id";
+
+pub async fn insert_integration(c: &mut Conn, row: &IntegrationRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO integrations (id, account_id, name, kind, token_hash, token_hint, \
+         secret_sealed, settings, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(row.id.as_str())
+    .bind(row.account_id.as_str())
+    .bind(row.name.as_str())
+    .bind(row.kind.as_str())
+    .bind(row.token_hash.as_deref())
+    .bind(row.token_hint.as_deref())
+    .bind(row.secret_sealed.as_deref())
+    .bind(row.settings.to_string())
+    .bind(row.created_at)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+pub async fn list_integrations(
+    c: &mut Conn,
+    account: Option<&AccountId>,
+) -> Result<Vec<IntegrationRow>, StoreError> {
+    let rows = match account {
+        Some(a) => {
+            sqlx::query(AssertSqlSafe(format!(
+                "{INTEGRATION_SELECT} WHERE i.account_id = $1 ORDER BY a.name, i.name"
+            )))
+            .bind(a.as_str())
+            .fetch_all(&mut *c)
+            .await
+        }
+        None => {
+            sqlx::query(AssertSqlSafe(format!("{INTEGRATION_SELECT} ORDER BY a.name, i.name")))
+                .fetch_all(&mut *c)
+                .await
+        }
+    }
+    .map_err(db_err)?;
+    rows.iter().map(integration_from_row).collect()
+}
+
+pub async fn delete_integration(
+    c: &mut Conn,
+    account: &AccountId,
+    name: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM integrations WHERE account_id = $1 AND name = $2")
+        .bind(account.as_str())
+        .bind(name)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub async fn integration_by_token_hash(
+    c: &mut Conn,
+    hash: &[u8],
+) -> Result<Option<IntegrationRow>, StoreError> {
+    let row = sqlx::query(AssertSqlSafe(format!("{INTEGRATION_SELECT} WHERE i.token_hash = $1")))
+        .bind(hash)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db_err)?;
+    row.as_ref().map(integration_from_row).transpose()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users
+
+pub async fn user_by_id(
+    c: &mut Conn,
+    account: &AccountId,
+    id: &UserId,
+) -> Result<Option<UserRecord>, StoreError> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {USER_COLS} FROM users u WHERE u.account_id = $1 AND u.id = $2"
+    )))
+    .bind(account.as_str())
+    .bind(id.as_str())
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db_err)?;
+    row.as_ref().map(user_from_row).transpose()
+}
+
+pub async fn user_by_name(
+    c: &mut Conn,
+    account: &AccountId,
+    name: &UserName,
+) -> Result<Option<UserRecord>, StoreError> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {USER_COLS} FROM users u WHERE u.account_id = $1 AND u.user_name_lower = $2"
+    )))
+    .bind(account.as_str())
+    .bind(name.key())
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db_err)?;
+    row.as_ref().map(user_from_row).transpose()
+}
+
+async fn write_emails(c: &mut Conn, user: &UserRecord, replace: bool) -> Result<(), StoreError> {
+    if replace {
+        sqlx::query("DELETE FROM user_emails WHERE user_id = $1")
+            .bind(user.id.as_str())
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+    }
+    for (i, e) in user.attrs.emails().iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO user_emails (user_id, position, type, value, value_lower, is_primary) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(user.id.as_str())
+        .bind(i64::try_from(i).unwrap_or(i64::MAX))
+        .bind(e.kind.as_deref())
+        .bind(e.value.as_deref())
+        .bind(e.value.as_ref().map(|v| v.to_lowercase()))
+        .bind(e.primary)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+pub async fn insert_user(c: &mut Conn, user: &UserRecord) -> Result<(), StoreError> {
+    let a = &user.attrs;
+    sqlx::query(
+        "INSERT INTO users (id, account_id, user_name, user_name_lower, given_name, family_name, \
+         display_name, external_id, active, entra_object_id, source, resource, version, \
+         created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(user.id.as_str())
+    .bind(user.account_id.as_str())
+    .bind(a.user_name.as_str())
+    .bind(a.user_name.key())
+    .bind(a.given_name.as_deref())
+    .bind(a.family_name.as_deref())
+    .bind(a.display_name.as_deref())
+    .bind(a.external_id.as_deref())
+    .bind(a.active)
+    .bind(a.entra_object_id.as_ref().map(|o| o.as_str()))
+    .bind(user.source.as_str())
+    .bind(resource_text(&a.resource))
+    .bind(user.version)
+    .bind(user.created_at)
+    .bind(user.updated_at)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    write_emails(c, user, false).await
+}
+
+pub async fn update_user(
+    c: &mut Conn,
+    user: &UserRecord,
+    expected_version: i64,
+) -> Result<bool, StoreError> {
+    let a = &user.attrs;
+    let done = sqlx::query(
+        "UPDATE users SET user_name = $3, user_name_lower = $4, given_name = $5, \
+         family_name = $6, display_name = $7, external_id = $8, active = $9, \
+         entra_object_id = $10, resource = $11, version = $12, updated_at = $13 \
+         WHERE account_id = $1 AND id = $2 AND version = $14",
+    )
+    .bind(user.account_id.as_str())
+    .bind(user.id.as_str())
+    .bind(a.user_name.as_str())
+    .bind(a.user_name.key())
+    .bind(a.given_name.as_deref())
+    .bind(a.family_name.as_deref())
+    .bind(a.display_name.as_deref())
+    .bind(a.external_id.as_deref())
+    .bind(a.active)
+    .bind(a.entra_object_id.as_ref().map(|o| o.as_str()))
+    .bind(resource_text(&a.resource))
+    .bind(user.version)
+    .bind(user.updated_at)
+    .bind(expected_version)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    write_emails(c, user, true).await?;
+    Ok(true)
+}
+
+pub async fn delete_user(c: &mut Conn, account: &AccountId, id: &UserId) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM users WHERE account_id = $1 AND id = $2")
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    Ok(done.rows_affected() > 0)
+}
+
+fn where_sql(w: Option<&Where>) -> String {
+    w.map(|w| format!(" AND {}", w.sql)).unwrap_or_default()
+}
+
+/// One page of users in creation order. `filter` parameters are numbered from `$2`.
+pub async fn list_users(
+    c: &mut Conn,
+    account: &AccountId,
+    filter: Option<&Where>,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<UserRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {USER_COLS} FROM users u WHERE u.account_id = $1{} ORDER BY u.seq LIMIT {} OFFSET {}",
+        where_sql(filter),
+        limit.max(0),
+        offset.max(0)
+    );
+    let q = sqlx::query(AssertSqlSafe(sql)).bind(account.as_str());
+    let q = bind_params(q, filter.map(|w| w.params.as_slice()).unwrap_or(&[]));
+    let rows = q.fetch_all(&mut *c).await.map_err(db_err)?;
+    rows.iter().map(user_from_row).collect()
+}
+
+pub async fn count_users(
+    c: &mut Conn,
+    account: &AccountId,
+    filter: Option<&Where>,
+) -> Result<i64, StoreError> {
+    let sql = format!("SELECT COUNT(*) AS n FROM users u WHERE u.account_id = $1{}", where_sql(filter));
+    let q = sqlx::query(AssertSqlSafe(sql)).bind(account.as_str());
+    let q = bind_params(q, filter.map(|w| w.params.as_slice()).unwrap_or(&[]));
+    let row = q.fetch_one(&mut *c).await.map_err(db_err)?;
+    row.try_get("n").map_err(db_err)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Groups
+
+pub async fn insert_group(c: &mut Conn, g: &GroupRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO groups (id, account_id, display_name, display_name_lower, external_id, \
+         resource, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(g.id.as_str())
+    .bind(g.account_id.as_str())
+    .bind(g.display_name.as_str())
+    .bind(g.display_name.to_lowercase())
+    .bind(g.external_id.as_deref())
+    .bind(resource_text(&g.resource))
+    .bind(g.version)
+    .bind(g.created_at)
+    .bind(g.updated_at)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+pub async fn group_by_id(
+    c: &mut Conn,
+    account: &AccountId,
+    id: &GroupId,
+) -> Result<Option<GroupRecord>, StoreError> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {GROUP_COLS} FROM groups g WHERE g.account_id = $1 AND g.id = $2"
+    )))
+    .bind(account.as_str())
+    .bind(id.as_str())
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db_err)?;
+    row.as_ref().map(group_from_row).transpose()
+}
+
+/// Writes `g` (carrying its new version) if the stored version is still `expected_version`.
+pub async fn update_group(c: &mut Conn, g: &GroupRecord, expected_version: i64) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE groups SET display_name = $3, display_name_lower = $4, external_id = $5, \
+         resource = $6, version = $7, updated_at = $8 \
+         WHERE account_id = $1 AND id = $2 AND version = $9",
+    )
+    .bind(g.account_id.as_str())
+    .bind(g.id.as_str())
+    .bind(g.display_name.as_str())
+    .bind(g.display_name.to_lowercase())
+    .bind(g.external_id.as_deref())
+    .bind(resource_text(&g.resource))
+    .bind(g.version)
+    .bind(g.updated_at)
+    .bind(expected_version)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub async fn delete_group(c: &mut Conn, account: &AccountId, id: &GroupId) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM groups WHERE account_id = $1 AND id = $2")
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub async fn list_groups(
+    c: &mut Conn,
+    account: &AccountId,
+    filter: Option<&Where>,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<GroupRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {GROUP_COLS} FROM groups g WHERE g.account_id = $1{} ORDER BY g.seq LIMIT {} OFFSET {}",
+        where_sql(filter),
+        limit.max(0),
+        offset.max(0)
+    );
+    let q = sqlx::query(AssertSqlSafe(sql)).bind(account.as_str());
+    let q = bind_params(q, filter.map(|w| w.params.as_slice()).unwrap_or(&[]));
+    let rows = q.fetch_all(&mut *c).await.map_err(db_err)?;
+    rows.iter().map(group_from_row).collect()
+}
+
+pub async fn count_groups(
+    c: &mut Conn,
+    account: &AccountId,
+    filter: Option<&Where>,
+) -> Result<i64, StoreError> {
+    let sql = format!("SELECT COUNT(*) AS n FROM groups g WHERE g.account_id = $1{}", where_sql(filter));
+    let q = sqlx::query(AssertSqlSafe(sql)).bind(account.as_str());
+    let q = bind_params(q, filter.map(|w| w.params.as_slice()).unwrap_or(&[]));
+    let row = q.fetch_one(&mut *c).await.map_err(db_err)?;
+    row.try_get("n").map_err(db_err)
+}
+
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The ids among `ids` that are not users of `account`.
+pub async fn missing_users(c: &mut Conn, account: &AccountId, ids: &[String]) -> Result<Vec<String>, StoreError> {
+    let mut missing = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT id FROM users WHERE account_id = $1 AND id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut q = sqlx::query_scalar::<Db, String>(AssertSqlSafe(sql)).bind(account.as_str());
+        for id in chunk {
+            q = q.bind(id.as_str());
+        }
+        let found: std::collections::HashSet<String> =
+            q.fetch_all(&mut *c).await.map_err(db_err)?.into_iter().collect();
+        missing.extend(chunk.iter().filter(|id| !found.contains(*id)).cloned());
+    }
+    Ok(missing)
+}
+
+/// Adds members (already known to exist); ones already present are skipped.
+pub async fn add_members(c: &mut Conn, group: &GroupId, ids: &[String]) -> Result<(), StoreError> {
+    for chunk in ids.chunks(CHUNK) {
+        let values = (0..chunk.len())
+            .map(|i| format!("($1, ${})", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO group_members (group_id, user_id) VALUES {values} ON CONFLICT DO NOTHING"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(group.as_str());
+        for id in chunk {
+            q = q.bind(id.as_str());
+        }
+        q.execute(&mut *c).await.map_err(db_err)?;
+    }
+    Ok(())
+}
+
+pub async fn remove_members(c: &mut Conn, group: &GroupId, ids: &[String]) -> Result<(), StoreError> {
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!(
+            "DELETE FROM group_members WHERE group_id = $1 AND user_id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(group.as_str());
+        for id in chunk {
+            q = q.bind(id.as_str());
+        }
+        q.execute(&mut *c).await.map_err(db_err)?;
+    }
+    Ok(())
+}
+
+pub async fn clear_members(c: &mut Conn, group: &GroupId) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM group_members WHERE group_id = $1")
+        .bind(group.as_str())
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Member user ids with their userName, in a stable order.
+pub async fn members_of(c: &mut Conn, group: &GroupId) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT m.user_id, u.user_name FROM group_members m JOIN users u ON u.id = m.user_id \
+         WHERE m.group_id = $1 ORDER BY u.seq",
+    )
+    .bind(group.as_str())
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db_err)?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("user_id").map_err(db_err)?, r.try_get("user_name").map_err(db_err)?)))
+        .collect()
+}
+
+pub async fn member_count(c: &mut Conn, group: &GroupId) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM group_members WHERE group_id = $1")
+        .bind(group.as_str())
+        .fetch_one(&mut *c)
+        .await
+        .map_err(db_err)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Appointments
+
+pub async fn insert_appointment(c: &mut Conn, a: &Appointment) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO appointments (id, account_id, host_user_id, host_user_name, host_display, \
+         title, starts_at, ends_at, status, cancelled_at, cancel_reason, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(a.id.as_str())
+    .bind(a.account_id.as_str())
+    .bind(a.host_user_id.as_ref().map(|u| u.as_str()))
+    .bind(a.host_user_name.as_str())
+    .bind(a.host_display.as_str())
+    .bind(a.title.as_str())
+    .bind(a.starts_at)
+    .bind(a.ends_at)
+    .bind(a.status.as_str())
+    .bind(a.cancelled_at)
+    .bind(a.cancel_reason.as_deref())
+    .bind(a.starts_at.min(a.cancelled_at.unwrap_or(a.starts_at)))
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    for (i, g) in a.guests.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO appointment_guests (appointment_id, position, name, email) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(a.id.as_str())
+        .bind(i64::try_from(i).unwrap_or(i64::MAX))
+        .bind(g.name.as_str())
+        .bind(g.email.as_str())
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+const APPOINTMENT_SELECT: &str = "SELECT a.id, a.account_id, a.host_user_id, a.host_user_name, \
+    a.host_display, a.title, a.starts_at, a.ends_at, a.status, a.cancelled_at, a.cancel_reason, \
+    ag.name AS guest_name, ag.email AS guest_email \
+    FROM appointments a LEFT JOIN appointment_guests ag ON ag.appointment_id = a.id";
+
+/// Folds joined appointment/guest rows (ordered by appointment) into appointments.
+fn appointments_from_rows(rows: &[DbRow]) -> Result<Vec<Appointment>, StoreError> {
+    let mut out: Vec<Appointment> = Vec::new();
+    for row in rows {
+        let id: String = row.try_get("id").map_err(db_err)?;
+        if out.last().is_none_or(|a| a.id.as_str() != id) {
+            let host: Option<String> = row.try_get("host_user_id").map_err(db_err)?;
+            let status: String = row.try_get("status").map_err(db_err)?;
+            out.push(Appointment {
+                id: AppointmentId::from_trusted(id),
+                account_id: AccountId::from_trusted(row.try_get("account_id").map_err(db_err)?),
+                host_user_id: host.map(UserId::from_trusted),
+                host_user_name: row.try_get("host_user_name").map_err(db_err)?,
+                host_display: row.try_get("host_display").map_err(db_err)?,
+                title: row.try_get("title").map_err(db_err)?,
+                starts_at: row.try_get("starts_at").map_err(db_err)?,
+                ends_at: row.try_get("ends_at").map_err(db_err)?,
+                status: AppointmentStatus::parse(&status),
+                cancelled_at: row.try_get("cancelled_at").map_err(db_err)?,
+                cancel_reason: row.try_get("cancel_reason").map_err(db_err)?,
+                guests: Vec::new(),
+            });
+        }
+        let name: Option<String> = row.try_get("guest_name").map_err(db_err)?;
+        let email: Option<String> = row.try_get("guest_email").map_err(db_err)?;
+        if let (Some(name), Some(email), Some(last)) = (name, email, out.last_mut()) {
+            last.guests.push(Guest { name, email });
+        }
+    }
+    Ok(out)
+}
+
+pub async fn upcoming_hosted(
+    c: &mut Conn,
+    account: &AccountId,
+    user: &UserId,
+    now: DateTime<Utc>,
+) -> Result<Vec<Appointment>, StoreError> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "{APPOINTMENT_SELECT} WHERE a.account_id = $1 AND a.host_user_id = $2 \
+         AND a.status = 'scheduled' AND a.starts_at > $3 ORDER BY a.starts_at, a.id, ag.position"
+    )))
+    .bind(account.as_str())
+    .bind(user.as_str())
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db_err)?;
+    appointments_from_rows(&rows)
+}
+
+pub async fn list_appointments(c: &mut Conn, account: &AccountId) -> Result<Vec<Appointment>, StoreError> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "{APPOINTMENT_SELECT} WHERE a.account_id = $1 ORDER BY a.starts_at, a.id, ag.position"
+    )))
+    .bind(account.as_str())
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db_err)?;
+    appointments_from_rows(&rows)
+}
+
+pub async fn cancel_appointment(
+    c: &mut Conn,
+    id: &AppointmentId,
+    now: DateTime<Utc>,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE appointments SET status = 'cancelled', cancelled_at = $2, cancel_reason = $3 \
+         WHERE id = $1 AND status = 'scheduled'",
+    )
+    .bind(id.as_str())
+    .bind(now)
+    .bind(reason)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbox and provisioning log
+
+pub async fn enqueue(c: &mut Conn, messages: &[OutboxMessage]) -> Result<(), StoreError> {
+    for m in messages {
+        sqlx::query(
+            "INSERT INTO outbox (id, account_id, kind, idempotency_key, recipient_email, \
+             recipient_name, subject, body_text, appointment_id, payload, status, attempts, \
+             next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $11) \
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(m.id.as_str())
+        .bind(m.account_id.as_str())
+        .bind(m.kind.as_str())
+        .bind(m.idempotency_key.as_str())
+        .bind(m.recipient_email.as_str())
+        .bind(m.recipient_name.as_str())
+        .bind(m.subject.as_str())
+        .bind(m.body_text.as_str())
+        .bind(m.appointment_id.as_ref().map(|a| a.as_str()))
+        .bind(m.payload.to_string())
+        .bind(m.created_at)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+pub async fn list_outbox(c: &mut Conn, account: &AccountId) -> Result<Vec<OutboxRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, kind, idempotency_key, recipient_email, recipient_name, subject, body_text, \
+         appointment_id, status, attempts, created_at, sent_at, last_error \
+         FROM outbox WHERE account_id = $1 ORDER BY seq",
+    )
+    .bind(account.as_str())
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(OutboxRow {
+                id: r.try_get("id").map_err(db_err)?,
+                kind: r.try_get("kind").map_err(db_err)?,
+                idempotency_key: r.try_get("idempotency_key").map_err(db_err)?,
+                recipient_email: r.try_get("recipient_email").map_err(db_err)?,
+                recipient_name: r.try_get("recipient_name").map_err(db_err)?,
+                subject: r.try_get("subject").map_err(db_err)?,
+                body_text: r.try_get("body_text").map_err(db_err)?,
+                appointment_id: r.try_get("appointment_id").map_err(db_err)?,
+                status: r.try_get("status").map_err(db_err)?,
+                attempts: r.try_get("attempts").map_err(db_err)?,
+                created_at: r.try_get("created_at").map_err(db_err)?,
+                sent_at: r.try_get("sent_at").map_err(db_err)?,
+                last_error: r.try_get("last_error").map_err(db_err)?,
+            })
+        })
+        .collect()
+}
+
+pub async fn write_log(c: &mut Conn, e: &LogEntry) -> Result<(), StoreError> {
+    let modified = serde_json::to_string(&e.modified).map_err(|err| StoreError::Database(Box::new(err)))?;
+    sqlx::query(
+        "INSERT INTO provisioning_log (id, account_id, integration_id, cycle_id, source, action, \
+         status, user_id, user_name, source_object_id, modified, error_code, error_message, \
+         duration_ms, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(e.id.as_str())
+    .bind(e.account_id.as_str())
+    .bind(e.integration_id.as_ref().map(|i| i.as_str()))
+    .bind(e.cycle_id.as_deref())
+    .bind(e.source.as_str())
+    .bind(e.action.as_str())
+    .bind(e.status.as_str())
+    .bind(e.user_id.as_ref().map(|u| u.as_str()))
+    .bind(e.user_name.as_deref())
+    .bind(e.source_object_id.as_deref())
+    .bind(modified)
+    .bind(e.error_code.as_deref())
+    .bind(e.error_message.as_deref())
+    .bind(e.duration_ms)
+    .bind(e.at)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+pub async fn list_log(c: &mut Conn, account: &AccountId, q: &LogQuery) -> Result<Vec<LogRow>, StoreError> {
+    let mut sql = String::from(
+        "SELECT l.at, i.name AS integration, l.cycle_id, l.source, l.action, l.status, l.user_id, \
+         l.user_name, l.source_object_id, l.modified, l.error_code, l.error_message, l.duration_ms \
+         FROM provisioning_log l LEFT JOIN integrations i ON i.id = l.integration_id \
+         WHERE l.account_id = $1",
+    );
+    let mut n = 2;
+    let mut text_params: Vec<String> = Vec::new();
+    for (col, val) in [
+        ("i.name", q.integration.as_ref()),
+        ("lower(l.user_name)", q.user_name.as_ref().map(|u| u.to_lowercase()).as_ref()),
+        ("l.cycle_id", q.cycle_id.as_ref()),
+        ("l.status", q.status.as_ref()),
+    ] {
+        if let Some(v) = val {
+            sql.push_str(&format!(" AND {col} = ${n}"));
+            text_params.push(v.clone());
+            n += 1;
+        }
+    }
+    if q.since.is_some() {
+        sql.push_str(&format!(" AND l.at >= ${n}"));
+    }
+    sql.push_str(&format!(" ORDER BY l.seq DESC LIMIT {}", q.limit.clamp(1, 100_000)));
+    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(account.as_str());
+    for p in &text_params {
+        query = query.bind(p.as_str());
+    }
+    if let Some(since) = q.since {
+        query = query.bind(since);
+    }
+    let rows = query.fetch_all(&mut *c).await.map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            let modified: String = r.try_get("modified").map_err(db_err)?;
+            Ok(LogRow {
+                at: r.try_get("at").map_err(db_err)?,
+                integration: r.try_get("integration").map_err(db_err)?,
+                cycle_id: r.try_get("cycle_id").map_err(db_err)?,
+                source: r.try_get("source").map_err(db_err)?,
+                action: r.try_get("action").map_err(db_err)?,
+                status: r.try_get("status").map_err(db_err)?,
+                user_id: r.try_get("user_id").map_err(db_err)?,
+                user_name: r.try_get("user_name").map_err(db_err)?,
+                source_object_id: r.try_get("source_object_id").map_err(db_err)?,
+                modified: serde_json::from_str(&modified).unwrap_or(Value::Null),
+                error_code: r.try_get("error_code").map_err(db_err)?,
+                error_message: r.try_get("error_message").map_err(db_err)?,
+                duration_ms: r.try_get("duration_ms").map_err(db_err)?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,399 @@
+//! Storage with sqlx, for both backends: SQLite (embedded default, a file under `data/`) and
+//! PostgreSQL (`DATABASE_URL=postgres://...`, for several replicas).
+//!
+//! Design: the SQL lives once, in `backend.rs`, which `sqlite.rs` and `postgres.rs` each
+//! `include!` after naming their `Db`. Every query is therefore compiled against each database's
+//! own driver and native types — no `Any` driver, which cannot decode timestamps or booleans
+//! portably, and no `query!` macros, which would need a live database or committed offline data
+//! at build time. [`Store`] and [`Tx`] pick the backend at run time and forward to it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::domain::{
+    AccountId, Appointment, AppointmentId, DirectoryTx, GroupId, GroupRecord, IntegrationId,
+    LogEntry, OutboxMessage, StoreError, UserId, UserName, UserRecord,
+};
+
+mod postgres;
+pub mod sql_filter;
+mod sqlite;
+
+use sql_filter::Where;
+
+/// Maps a driver error: uniqueness violations become [`StoreError::Conflict`]; everything else is
+/// a database error (never "not found").
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
+    if let Some(d) = e.as_database_error()
+        && d.is_unique_violation()
+    {
+        return StoreError::Conflict(d.constraint().unwrap_or("row").to_owned());
+    }
+    StoreError::Database(Box::new(e))
+}
+
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Database(format!("stored data is corrupt: {what}").into())
+}
+
+/// An integration as stored. The token itself is never stored: only its SHA-256 (`token_hash`)
+/// for verification and, sealed with the secrets key, for the privacy-mode reveal.
+#[derive(Debug, Clone)]
+pub struct IntegrationRow {
+    pub id: IntegrationId,
+    pub account_id: AccountId,
+    pub account_name: String,
+    pub name: String,
+    pub kind: String,
+    pub token_hash: Option<Vec<u8>>,
+    pub token_hint: Option<String>,
+    pub secret_sealed: Option<String>,
+    pub settings: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxRow {
+    pub id: String,
+    pub kind: String,
+    pub idempotency_key: String,
+    pub recipient_email: String,
+    pub recipient_name: String,
+    pub subject: String,
+    pub body_text: String,
+    pub appointment_id: Option<String>,
+    pub status: String,
+    pub attempts: i64,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub integration: Option<String>,
+    pub user_name: Option<String>,
+    pub cycle_id: Option<String>,
+    pub status: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogRow {
+    pub at: DateTime<Utc>,
+    pub integration: Option<String>,
+    pub cycle_id: Option<String>,
+    pub source: String,
+    pub action: String,
+    pub status: String,
+    pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    pub source_object_id: Option<String>,
+    pub modified: Value,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub duration_ms: Option<i64>,
+}
+
+/// Where the directory lives.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` (or a plain path), or `postgres://...`.
+    pub url: String,
+    pub max_connections: u32,
+    /// PostgreSQL only: a schema to create and use (tests isolate themselves with it).
+    pub pg_schema: Option<String>,
+}
+
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+/// An open write transaction. Dropped without [`Tx::commit`], it rolls back.
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Runs `$body` with `$c` bound to a read connection of whichever backend `$store` is and `$m`
+/// naming that backend's query module.
+macro_rules! read {
+    ($store:expr, |$c:ident, $m:ident| $body:expr) => {
+        match $store {
+            Store::Sqlite(s) => {
+                let mut conn = s.read.acquire().await.map_err(db_err)?;
+                let $c = &mut *conn;
+                use sqlite as $m;
+                $body
+            }
+            Store::Postgres(s) => {
+                let mut conn = s.pool.acquire().await.map_err(db_err)?;
+                let $c = &mut *conn;
+                use postgres as $m;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$c` bound to the transaction's connection.
+macro_rules! in_tx {
+    ($tx:expr, |$c:ident, $m:ident| $body:expr) => {
+        match $tx {
+            Tx::Sqlite(t) => {
+                let $c = &mut **t;
+                use sqlite as $m;
+                $body
+            }
+            Tx::Postgres(t) => {
+                let $c = &mut **t;
+                use postgres as $m;
+                $body
+            }
+        }
+    };
+}
+
+impl Store {
+    pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
+        let url = config.url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pg = postgres::PgStore::open(url, config.max_connections, config.pg_schema.as_deref()).await?;
+            return Ok(Self::Postgres(pg));
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        let path = path.split('?').next().unwrap_or(path);
+        if path.is_empty() || path == ":memory:" {
+            return Err(StoreError::Database(
+                "SQLite needs a file (the writer and the readers share it), e.g. sqlite://data/essentry.db".into(),
+            ));
+        }
+        let lite = sqlite::SqliteStore::open(std::path::Path::new(path), config.max_connections).await?;
+        Ok(Self::Sqlite(lite))
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.close().await,
+            Self::Postgres(s) => s.close().await,
+        }
+    }
+
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Self::Sqlite(s) => Tx::Sqlite(s.begin().await?),
+            Self::Postgres(s) => Tx::Postgres(s.begin().await?),
+        })
+    }
+
+    /// The account named `name`, created on first use.
+    pub async fn ensure_account(&self, name: &str, now: DateTime<Utc>) -> Result<AccountId, StoreError> {
+        let mut tx = self.begin().await?;
+        let id = in_tx!(&mut tx, |c, m| m::ensure_account(c, name, now).await)?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn account_by_name(&self, name: &str) -> Result<Option<AccountId>, StoreError> {
+        read!(self, |c, m| m::account_by_name(c, name).await)
+    }
+
+    pub async fn list_integrations(&self, account: Option<&AccountId>) -> Result<Vec<IntegrationRow>, StoreError> {
+        read!(self, |c, m| m::list_integrations(c, account).await)
+    }
+
+    pub async fn integration_by_token_hash(&self, hash: &[u8]) -> Result<Option<IntegrationRow>, StoreError> {
+        read!(self, |c, m| m::integration_by_token_hash(c, hash).await)
+    }
+
+    pub async fn user_by_id(&self, account: &AccountId, id: &UserId) -> Result<Option<UserRecord>, StoreError> {
+        read!(self, |c, m| m::user_by_id(c, account, id).await)
+    }
+
+    pub async fn user_by_name(&self, account: &AccountId, name: &UserName) -> Result<Option<UserRecord>, StoreError> {
+        read!(self, |c, m| m::user_by_name(c, account, name).await)
+    }
+
+    /// A page of users and, when asked, the total count of matches.
+    pub async fn list_users(
+        &self,
+        account: &AccountId,
+        filter: Option<&Where>,
+        offset: i64,
+        limit: i64,
+        with_total: bool,
+    ) -> Result<(Vec<UserRecord>, Option<i64>), StoreError> {
+        read!(self, |c, m| {
+            let rows = m::list_users(c, account, filter, offset, limit).await?;
+            let total = if with_total { Some(m::count_users(c, account, filter).await?) } else { None };
+            Ok((rows, total))
+        })
+    }
+
+    pub async fn group_by_id(&self, account: &AccountId, id: &GroupId) -> Result<Option<GroupRecord>, StoreError> {
+        read!(self, |c, m| m::group_by_id(c, account, id).await)
+    }
+
+    pub async fn list_groups(
+        &self,
+        account: &AccountId,
+        filter: Option<&Where>,
+        offset: i64,
+        limit: i64,
+        with_total: bool,
+    ) -> Result<(Vec<GroupRecord>, Option<i64>), StoreError> {
+        read!(self, |c, m| {
+            let rows = m::list_groups(c, account, filter, offset, limit).await?;
+            let total = if with_total { Some(m::count_groups(c, account, filter).await?) } else { None };
+            Ok((rows, total))
+        })
+    }
+
+    /// `(user id, userName)` of every member of `group`.
+    pub async fn members_of(&self, group: &GroupId) -> Result<Vec<(String, String)>, StoreError> {
+        read!(self, |c, m| m::members_of(c, group).await)
+    }
+
+    pub async fn member_count(&self, group: &GroupId) -> Result<i64, StoreError> {
+        read!(self, |c, m| m::member_count(c, group).await)
+    }
+
+    pub async fn list_appointments(&self, account: &AccountId) -> Result<Vec<Appointment>, StoreError> {
+        read!(self, |c, m| m::list_appointments(c, account).await)
+    }
+
+    pub async fn list_outbox(&self, account: &AccountId) -> Result<Vec<OutboxRow>, StoreError> {
+        read!(self, |c, m| m::list_outbox(c, account).await)
+    }
+
+    pub async fn list_log(&self, account: &AccountId, query: &LogQuery) -> Result<Vec<LogRow>, StoreError> {
+        read!(self, |c, m| m::list_log(c, account, query).await)
+    }
+
+    /// Runs a raw statement (tests use it to install failure triggers). Not for request data.
+    pub async fn execute_raw(&self, sql: &'static str) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        match &mut tx {
+            Tx::Sqlite(t) => sqlx::raw_sql(sql).execute(&mut **t).await.map(|_| ()),
+            Tx::Postgres(t) => sqlx::raw_sql(sql).execute(&mut **t).await.map(|_| ()),
+        }
+        .map_err(db_err)?;
+        tx.commit().await
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(t) => t.commit().await.map_err(db_err),
+            Self::Postgres(t) => t.commit().await.map_err(db_err),
+        }
+    }
+
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(t) => t.rollback().await.map_err(db_err),
+            Self::Postgres(t) => t.rollback().await.map_err(db_err),
+        }
+    }
+
+    pub async fn insert_integration(&mut self, row: &IntegrationRow) -> Result<(), StoreError> {
+        in_tx!(self, |c, m| m::insert_integration(c, row).await)
+    }
+
+    pub async fn delete_integration(&mut self, account: &AccountId, name: &str) -> Result<bool, StoreError> {
+        in_tx!(self, |c, m| m::delete_integration(c, account, name).await)
+    }
+
+    pub async fn insert_appointment(&mut self, a: &Appointment) -> Result<(), StoreError> {
+        in_tx!(self, |c, m| m::insert_appointment(c, a).await)
+    }
+
+    pub async fn insert_group(&mut self, g: &GroupRecord) -> Result<(), StoreError> {
+        in_tx!(self, |c, m| m::insert_group(c, g).await)
+    }
+
+    pub async fn group_by_id(&mut self, account: &AccountId, id: &GroupId) -> Result<Option<GroupRecord>, StoreError> {
+        in_tx!(self, |c, m| m::group_by_id(c, account, id).await)
+    }
+
+    pub async fn update_group(&mut self, g: &GroupRecord, expected_version: i64) -> Result<bool, StoreError> {
+        in_tx!(self, |c, m| m::update_group(c, g, expected_version).await)
+    }
+
+    pub async fn delete_group(&mut self, account: &AccountId, id: &GroupId) -> Result<bool, StoreError> {
+        in_tx!(self, |c, m| m::delete_group(c, account, id).await)
+    }
+
+    pub async fn missing_users(&mut self, account: &AccountId, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        in_tx!(self, |c, m| m::missing_users(c, account, ids).await)
+    }
+
+    pub async fn add_members(&mut self, group: &GroupId, ids: &[String]) -> Result<(), StoreError> {
+        in_tx!(self, |c, m| m::add_members(c, group, ids).await)
+    }
+
+    pub async fn remove_members(&mut self, group: &GroupId, ids: &[String]) -> Result<(), StoreError> {
+        in_tx!(self, |c, m| m::remove_members(c, group, ids).await)
+    }
+
+    pub async fn clear_members(&mut self, group: &GroupId) -> Result<(), StoreError> {
+        in_tx!(self, |c, m| m::clear_members(c, group).await)
+    }
+}
+
+impl DirectoryTx for Tx {
+    async fn user_by_id(&mut self, account: &AccountId, id: &UserId) -> Result<Option<UserRecord>, StoreError> {
+        in_tx!(self, |c, m| m::user_by_id(c, account, id).await)
+    }
+
+    async fn user_by_name(&mut self, account: &AccountId, name: &UserName) -> Result<Option<UserRecord>, StoreError> {
+        in_tx!(self, |c, m| m::user_by_name(c, account, name).await)
+    }
+
+    async fn insert_user(&mut self, user: &UserRecord) -> Result<(), StoreError> {
+        in_tx!(self, |c, m| m::insert_user(c, user).await)
+    }
+
+    async fn update_user(&mut self, user: &UserRecord, expected_version: i64) -> Result<bool, StoreError> {
+        in_tx!(self, |c, m| m::update_user(c, user, expected_version).await)
+    }
+
+    async fn delete_user(&mut self, account: &AccountId, id: &UserId) -> Result<bool, StoreError> {
+        in_tx!(self, |c, m| m::delete_user(c, account, id).await)
+    }
+
+    async fn upcoming_hosted(
+        &mut self,
+        account: &AccountId,
+        user: &UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Appointment>, StoreError> {
+        in_tx!(self, |c, m| m::upcoming_hosted(c, account, user, now).await)
+    }
+
+    async fn cancel_appointment(&mut self, id: &AppointmentId, now: DateTime<Utc>, reason: &str) -> Result<(), StoreError> {
+        in_tx!(self, |c, m| m::cancel_appointment(c, id, now, reason).await)
+    }
+
+    async fn enqueue(&mut self, messages: &[OutboxMessage]) -> Result<(), StoreError> {
+        in_tx!(self, |c, m| m::enqueue(c, messages).await)
+    }
+
+    async fn write_log(&mut self, entry: &LogEntry) -> Result<(), StoreError> {
+        in_tx!(self, |c, m| m::write_log(c, entry).await)
+    }
+}

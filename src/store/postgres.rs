@@ -1,0 +1,56 @@
+//! The PostgreSQL backend, for deployments where several replicas share one database.
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+
+pub type Db = sqlx::Postgres;
+
+include!("backend.rs");
+
+pub struct PgStore {
+    pub(crate) pool: sqlx::PgPool,
+}
+
+impl PgStore {
+    /// Connects and migrates. `schema`, when given, is created if missing and used as the
+    /// search path (tests use a fresh one each).
+    pub async fn open(url: &str, max: u32, schema: Option<&str>) -> Result<Self, StoreError> {
+        let mut options: PgConnectOptions = url.parse().map_err(db_err)?;
+        if let Some(schema) = schema {
+            if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(StoreError::Database("schema name must be [A-Za-z0-9_]".into()));
+            }
+            let mut admin = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await
+                .map_err(db_err)?
+                .acquire()
+                .await
+                .map_err(db_err)?;
+            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
+                .execute(&mut *admin)
+                .await
+                .map_err(db_err)?;
+            options = options.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max.max(2))
+            .connect_with(options)
+            .await
+            .map_err(db_err)?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(Box::new(e)))?;
+        Ok(Self { pool })
+    }
+
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
+        self.pool.begin().await.map_err(db_err)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,6 @@
+//! The integration tests: one binary, real SQLite files and real PostgreSQL schemas, a real
+//! HTTP server on loopback.
+
+mod support;
+
+mod deprovision;

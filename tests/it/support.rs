@@ -1,0 +1,283 @@
+//! Shared helpers: a real essentry-sync server on a loopback port backed by a real SQLite file
+//! or a fresh PostgreSQL schema, an HTTP client that speaks SCIM to it, and fixtures.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use essentry_sync::config::Settings;
+use essentry_sync::domain::{
+    AccountId, Appointment, AppointmentId, AppointmentStatus, Clock, Guest, ManualClock, UserName,
+};
+use essentry_sync::http::AppState;
+use essentry_sync::integrations;
+use essentry_sync::secrets::SecretKey;
+use essentry_sync::store::{Store, StoreConfig};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub const SCIM_JSON: &str = "application/scim+json";
+
+/// The PostgreSQL the tests use: `ESSENTRY_TEST_POSTGRES_URL`, or the CI server on loopback.
+pub fn postgres_url() -> String {
+    std::env::var("ESSENTRY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+/// A store of its own: a SQLite file in a temporary folder, or a fresh PostgreSQL schema.
+pub struct TestStore {
+    pub store: Store,
+    pub backend: Backend,
+    pub schema: Option<String>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestStore {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (url, schema) = match backend {
+            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("essentry.db").display()), None),
+            Backend::Postgres => {
+                let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+                (postgres_url(), Some(schema))
+            }
+        };
+        let store = Store::connect(&StoreConfig {
+            url,
+            max_connections: 4,
+            pg_schema: schema.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{backend:?} store: {e} (is PostgreSQL at {} reachable?)", postgres_url()));
+        Self { store, backend, schema, dir }
+    }
+
+    /// Drops the PostgreSQL schema (SQLite's folder goes with the TempDir).
+    pub async fn cleanup(self) {
+        self.store.close().await;
+        if let Some(schema) = self.schema {
+            let _ = drop_schema(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
+        }
+    }
+}
+
+async fn drop_schema(sql: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&postgres_url()).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await?;
+    Ok(())
+}
+
+/// The pinned "now" of every test server.
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).single().expect("valid time")
+}
+
+/// A running server.
+pub struct TestApp {
+    pub base: String,
+    pub token: String,
+    pub account: AccountId,
+    pub clock: Arc<ManualClock>,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    schema: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Self {
+        let ts = TestStore::new(backend).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let mut settings = Settings::default();
+        settings.server.listen = addr.to_string();
+        settings.server.public_url = Some(format!("http://{addr}"));
+        tweak(&mut settings);
+        let clock = Arc::new(ManualClock::new(t0()));
+        let TestStore { store, schema, dir, .. } = ts;
+        let account = store.ensure_account("default", clock.now()).await.expect("account");
+        let key = SecretKey::load_or_create(&dir.path().join("secret.key")).expect("key");
+        let (_, token) = integrations::create_scim(
+            &store,
+            &key,
+            &account,
+            "default",
+            "EntraID",
+            &settings.scim_base_url(),
+            clock.now(),
+        )
+        .await
+        .expect("integration");
+        let base = settings.scim_base_url();
+        let state = AppState::new(store, clock.clone(), settings);
+        let (tx, rx) = oneshot::channel::<()>();
+        let server_state = state.clone();
+        let server = tokio::spawn(async move {
+            let _ = essentry_sync::http::serve(listener, server_state, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Self {
+            base,
+            token: token.expose().to_owned(),
+            account,
+            clock,
+            state,
+            client: reqwest::Client::new(),
+            backend,
+            shutdown: Some(tx),
+            server: Some(server),
+            schema,
+            _dir: dir,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
+        self.request_with(method, path, body, |r| r).await
+    }
+
+    pub async fn request_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        tweak: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Reply {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.client.request(method, &url).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.header("content-type", SCIM_JSON).body(b.to_string());
+        }
+        let resp = tweak(req).send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text))
+        };
+        Reply { status, headers, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Reply {
+        self.request(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Reply {
+        self.request(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.request(Method::DELETE, path, None).await
+    }
+
+    /// Creates a user over SCIM and returns its id.
+    pub async fn create_user(&self, user_name: &str, given: &str, family: &str) -> String {
+        let r = self
+            .post(
+                "/Users",
+                &serde_json::json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": user_name,
+                    "active": true,
+                    "name": {"givenName": given, "familyName": family},
+                }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "create {user_name}: {}", r.body);
+        r.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Adds an appointment hosted by `host` starting `in_hours` from the pinned now.
+    pub async fn add_appointment(&self, host: &str, title: &str, in_hours: i64, guests: &[(&str, &str)]) -> Appointment {
+        let store = self.store();
+        let host_name = UserName::parse(host).expect("host email");
+        let host = store.user_by_name(&self.account, &host_name).await.expect("db").expect("host exists");
+        let starts = self.clock.now() + TimeDelta::hours(in_hours);
+        let a = Appointment {
+            id: AppointmentId::generate(),
+            account_id: self.account.clone(),
+            host_user_id: Some(host.id.clone()),
+            host_user_name: host.attrs.user_name.as_str().to_owned(),
+            host_display: format!(
+                "{} {}",
+                host.attrs.given_name.clone().unwrap_or_default(),
+                host.attrs.family_name.clone().unwrap_or_default()
+            )
+            .trim()
+            .to_owned(),
+            title: title.to_owned(),
+            starts_at: starts,
+            ends_at: starts + TimeDelta::hours(1),
+            status: AppointmentStatus::Scheduled,
+            cancelled_at: None,
+            cancel_reason: None,
+            guests: guests
+                .iter()
+                .map(|(n, e)| Guest { name: (*n).to_owned(), email: (*e).to_owned() })
+                .collect(),
+        };
+        let mut tx = store.begin().await.expect("tx");
+        tx.insert_appointment(&a).await.expect("insert appointment");
+        tx.commit().await.expect("commit");
+        a
+    }
+
+    /// Stops the server and drops the PostgreSQL schema.
+    pub async fn finish(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = h.await;
+        }
+        self.state.store.close().await;
+        if let Some(schema) = self.schema.take() {
+            let _ = drop_schema(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
+        }
+    }
+}
