@@ -21,7 +21,11 @@ use crate::secrets::SecretKey;
 use crate::store::{LogQuery, Store, StoreConfig};
 
 #[derive(Debug, Parser)]
-#[command(name = "essentry-sync", version, about = "Keeps an essentry user directory in step with Microsoft Entra ID")]
+#[command(
+    name = "essentry-sync",
+    version,
+    about = "Keeps an essentry user directory in step with Microsoft Entra ID"
+)]
 pub struct Cli {
     /// Settings file (default: config/essentry-sync.toml if present).
     #[arg(long, global = true, env = "ESSENTRY_CONFIG")]
@@ -168,7 +172,12 @@ impl Env {
             pg_schema: None,
         })
         .await
-        .with_context(|| format!("opening the database ({})", redact_url(&settings.database.url)))?;
+        .with_context(|| {
+            format!(
+                "opening the database ({})",
+                redact_url(&settings.database.url)
+            )
+        })?;
         Ok(Self {
             settings,
             store,
@@ -177,11 +186,17 @@ impl Env {
     }
 
     fn account_name<'a>(&'a self, common: &'a Common) -> &'a str {
-        common.account.as_deref().unwrap_or(&self.settings.directory.default_account)
+        common
+            .account
+            .as_deref()
+            .unwrap_or(&self.settings.directory.default_account)
     }
 
     async fn account(&self, common: &Common) -> Result<AccountId> {
-        Ok(self.store.ensure_account(self.account_name(common), self.clock.now()).await?)
+        Ok(self
+            .store
+            .ensure_account(self.account_name(common), self.clock.now())
+            .await?)
     }
 
     fn secret_key(&self) -> Result<SecretKey> {
@@ -213,15 +228,35 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
     match cli.command {
         Command::Serve { listen } => serve(settings, listen).await,
         Command::Integration(cmd) => integration(Env::open(settings).await?, cmd).await,
-        Command::Users(UsersCmd::List { common }) => users_list(Env::open(settings).await?, common).await,
+        Command::Users(UsersCmd::List { common }) => {
+            users_list(Env::open(settings).await?, common).await
+        }
         Command::Appointments(cmd) => appointments(Env::open(settings).await?, cmd).await,
         Command::Outbox { common } => outbox(Env::open(settings).await?, common).await,
-        Command::Logs { common, integration, user, cycle, status, since, limit } => {
+        Command::Logs {
+            common,
+            integration,
+            user,
+            cycle,
+            status,
+            since,
+            limit,
+        } => {
             let env = Env::open(settings).await?;
             let account = env.account(&common).await?;
             let rows = env
                 .store
-                .list_log(&account, &LogQuery { integration, user_name: user, cycle_id: cycle, status, since, limit })
+                .list_log(
+                    &account,
+                    &LogQuery {
+                        integration,
+                        user_name: user,
+                        cycle_id: cycle,
+                        status,
+                        since,
+                        limit,
+                    },
+                )
                 .await?;
             if common.json {
                 return print_json(&rows);
@@ -235,7 +270,14 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
                     .as_array()
                     .map(|a| {
                         a.iter()
-                            .map(|c| format!("{}: {} -> {}", c["attribute"].as_str().unwrap_or("?"), c["old"], c["new"]))
+                            .map(|c| {
+                                format!(
+                                    "{}: {} -> {}",
+                                    c["attribute"].as_str().unwrap_or("?"),
+                                    c["old"],
+                                    c["new"]
+                                )
+                            })
                             .collect::<Vec<_>>()
                             .join("; ")
                     })
@@ -248,7 +290,9 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
                     r.status,
                     r.user_name.as_deref().unwrap_or("-"),
                     changes,
-                    r.error_message.map(|m| format!(" error: {m}")).unwrap_or_default()
+                    r.error_message
+                        .map(|m| format!(" error: {m}"))
+                        .unwrap_or_default()
                 );
             }
             Ok(())
@@ -265,20 +309,23 @@ async fn serve(mut settings: Settings, listen: Option<String>) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", env.settings.server.listen))?;
     let local = listener.local_addr()?;
-    env.store.ensure_account(&env.settings.directory.default_account, env.clock.now()).await?;
+    env.store
+        .ensure_account(&env.settings.directory.default_account, env.clock.now())
+        .await?;
     let state = AppState::new(env.store, env.clock, env.settings);
     tracing::info!(address = %local, scim = %state.scim_base, backend = state.store.backend_name(), "essentry-sync serving");
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -315,23 +362,47 @@ async fn integration(env: Env, cmd: IntegrationCmd) -> Result<()> {
             if common.json {
                 return print_json(&view);
             }
-            println!("SCIM integration {:?} created for account {:?}.\n", view.name, view.account);
+            println!(
+                "SCIM integration {:?} created for account {:?}.\n",
+                view.name, view.account
+            );
             println!("  Endpoint URL: {}", view.endpoint_url);
             println!("  Token:        {}\n", view.token);
-            println!("In Microsoft Entra ID: Enterprise apps > your app > Provisioning > Connect your application:");
-            println!("paste the Endpoint URL as \"Tenant URL\" and the Token as \"Secret token\", then Test connection.");
-            println!("The token grants write access to the whole directory: treat it like a password.");
+            println!(
+                "In Microsoft Entra ID: Enterprise apps > your app > Provisioning > Connect your application:"
+            );
+            println!(
+                "paste the Endpoint URL as \"Tenant URL\" and the Token as \"Secret token\", then Test connection."
+            );
+            println!(
+                "The token grants write access to the whole directory: treat it like a password."
+            );
             Ok(())
         }
-        IntegrationCmd::List { common, reveal, all_accounts } => {
-            let account = if all_accounts { None } else { Some(env.account(&common).await?) };
-            let key = if reveal { Some(env.secret_key()?) } else { None };
-            let views = integrations::list(&env.store, account.as_ref(), key.as_ref(), &endpoint).await?;
+        IntegrationCmd::List {
+            common,
+            reveal,
+            all_accounts,
+        } => {
+            let account = if all_accounts {
+                None
+            } else {
+                Some(env.account(&common).await?)
+            };
+            let key = if reveal {
+                Some(env.secret_key()?)
+            } else {
+                None
+            };
+            let views =
+                integrations::list(&env.store, account.as_ref(), key.as_ref(), &endpoint).await?;
             if common.json {
                 return print_json(&views);
             }
             if views.is_empty() {
-                println!("no integrations (create one with: essentry-sync integration create-scim --name EntraID)");
+                println!(
+                    "no integrations (create one with: essentry-sync integration create-scim --name EntraID)"
+                );
             }
             for i in views {
                 println!(
@@ -363,7 +434,10 @@ async fn users_list(env: Env, common: Common) -> Result<()> {
     let mut users = Vec::new();
     let page = 1000;
     loop {
-        let (batch, _) = env.store.list_users(&account, None, users.len() as i64, page, false).await?;
+        let (batch, _) = env
+            .store
+            .list_users(&account, None, users.len() as i64, page, false)
+            .await?;
         let done = (batch.len() as i64) < page;
         users.extend(batch);
         if done {
@@ -394,11 +468,14 @@ async fn users_list(env: Env, common: Common) -> Result<()> {
         println!("no users");
     }
     for u in users {
-        let name = [u.attrs.given_name.as_deref(), u.attrs.family_name.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let name = [
+            u.attrs.given_name.as_deref(),
+            u.attrs.family_name.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
         println!(
             "{:<36}  {:<40} {:<28} {:<5} {}",
             u.id,
@@ -418,7 +495,8 @@ pub fn parse_guest(raw: &str) -> Result<Guest> {
         (Some(i), Some(inner)) => (raw[..i].trim(), &inner[i + 1..]),
         _ => ("", raw),
     };
-    let email = UserName::parse(email).map_err(|_| anyhow!("guest {raw:?} is not an email address"))?;
+    let email =
+        UserName::parse(email).map_err(|_| anyhow!("guest {raw:?} is not an email address"))?;
     Ok(Guest {
         name: name.trim_matches('"').to_owned(),
         email: email.as_str().to_owned(),
@@ -427,14 +505,26 @@ pub fn parse_guest(raw: &str) -> Result<Guest> {
 
 async fn appointments(env: Env, cmd: AppointmentsCmd) -> Result<()> {
     match cmd {
-        AppointmentsCmd::Create { host, starts_at, ends_at, title, guests, common } => {
+        AppointmentsCmd::Create {
+            host,
+            starts_at,
+            ends_at,
+            title,
+            guests,
+            common,
+        } => {
             let account = env.account(&common).await?;
             let host_name = UserName::parse(&host).map_err(|e| anyhow!("--host: {e}"))?;
             let host = env
                 .store
                 .user_by_name(&account, &host_name)
                 .await?
-                .ok_or_else(|| anyhow!("no user {host_name} in account {:?}", env.account_name(&common)))?;
+                .ok_or_else(|| {
+                    anyhow!(
+                        "no user {host_name} in account {:?}",
+                        env.account_name(&common)
+                    )
+                })?;
             let ends_at = ends_at.unwrap_or(starts_at + TimeDelta::hours(1));
             if ends_at <= starts_at {
                 bail!("--ends-at must be after --starts-at");
@@ -442,18 +532,28 @@ async fn appointments(env: Env, cmd: AppointmentsCmd) -> Result<()> {
             if title.trim().is_empty() {
                 bail!("--title must not be empty");
             }
-            let guests = guests.iter().map(|g| parse_guest(g)).collect::<Result<Vec<_>>>()?;
-            let display = [host.attrs.given_name.as_deref(), host.attrs.family_name.as_deref()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(" ");
+            let guests = guests
+                .iter()
+                .map(|g| parse_guest(g))
+                .collect::<Result<Vec<_>>>()?;
+            let display = [
+                host.attrs.given_name.as_deref(),
+                host.attrs.family_name.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
             let appointment = Appointment {
                 id: AppointmentId::generate(),
                 account_id: account,
                 host_user_id: Some(host.id.clone()),
                 host_user_name: host.attrs.user_name.as_str().to_owned(),
-                host_display: if display.is_empty() { host.attrs.user_name.as_str().to_owned() } else { display },
+                host_display: if display.is_empty() {
+                    host.attrs.user_name.as_str().to_owned()
+                } else {
+                    display
+                },
                 title: title.trim().to_owned(),
                 starts_at,
                 ends_at,
@@ -488,7 +588,12 @@ async fn appointments(env: Env, cmd: AppointmentsCmd) -> Result<()> {
                 println!("no appointments");
             }
             for a in list {
-                let guests = a.guests.iter().map(|g| g.email.as_str()).collect::<Vec<_>>().join(", ");
+                let guests = a
+                    .guests
+                    .iter()
+                    .map(|g| g.email.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 println!(
                     "{}  {:<9}  {}  {:<30} host {:<30} guests {}",
                     a.id,
@@ -532,7 +637,10 @@ mod tests {
     #[test]
     fn guests_parse_with_and_without_names() {
         let g = parse_guest("Vera Visitor <vera@example.org>").unwrap();
-        assert_eq!((g.name.as_str(), g.email.as_str()), ("Vera Visitor", "vera@example.org"));
+        assert_eq!(
+            (g.name.as_str(), g.email.as_str()),
+            ("Vera Visitor", "vera@example.org")
+        );
         let g = parse_guest("bob@example.org").unwrap();
         assert_eq!((g.name.as_str(), g.email.as_str()), ("", "bob@example.org"));
         assert!(parse_guest("not an email").is_err());
@@ -540,7 +648,10 @@ mod tests {
 
     #[test]
     fn urls_are_redacted() {
-        assert_eq!(redact_url("postgres://app:s3cret@db/x"), "postgres://app:***@db/x");
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db/x"),
+            "postgres://app:***@db/x"
+        );
         assert_eq!(redact_url("sqlite://data/e.db"), "sqlite://data/e.db");
     }
 }

@@ -8,7 +8,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -73,18 +73,6 @@ pub struct LogSettings {
     pub format: String,
     /// A tracing filter, e.g. `info` or `essentry_sync=debug,info`. `RUST_LOG` overrides it.
     pub filter: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            server: ServerSettings::default(),
-            database: DatabaseSettings::default(),
-            secrets: SecretsSettings::default(),
-            directory: DirectorySettings::default(),
-            log: LogSettings::default(),
-        }
-    }
 }
 
 impl Default for ServerSettings {
@@ -196,7 +184,10 @@ mod tests {
         ))));
         // The environment of the test run may override some keys; compare the file alone.
         let file: Settings = Figment::from(Serialized::defaults(Settings::default()))
-            .merge(Toml::file(concat!(env!("CARGO_MANIFEST_DIR"), "/config/essentry-sync.toml")))
+            .merge(Toml::file(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/config/essentry-sync.toml"
+            )))
             .extract()
             .unwrap();
         assert!(shipped.is_ok());

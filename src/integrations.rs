@@ -60,7 +60,10 @@ pub async fn create_scim(
     now: DateTime<Utc>,
 ) -> Result<(IntegrationView, Secret), IntegrationError> {
     let name = validate_name(name)?;
-    let secret_err = |source| IntegrationError::Secret { name: name.to_owned(), source };
+    let secret_err = |source| IntegrationError::Secret {
+        name: name.to_owned(),
+        source,
+    };
     let token = secrets::generate_scim_token().map_err(secret_err)?;
     let id = IntegrationId::generate();
     let row = IntegrationRow {
@@ -110,7 +113,10 @@ pub async fn list(
         let token = match (reveal, &r.secret_sealed) {
             (Some(key), Some(sealed)) => key
                 .open(sealed, r.id.as_str())
-                .map_err(|source| IntegrationError::Secret { name: r.name.clone(), source })?
+                .map_err(|source| IntegrationError::Secret {
+                    name: r.name.clone(),
+                    source,
+                })?
                 .expose()
                 .to_owned(),
             _ => r.token_hint.clone().unwrap_or_else(|| "-".to_owned()),

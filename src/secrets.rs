@@ -35,7 +35,9 @@ pub enum SecretError {
         "the secrets key must be 32 bytes, base64-encoded (generate one with: head -c32 /dev/urandom | base64)"
     )]
     BadKey,
-    #[error("a sealed secret could not be opened: wrong secrets key, or the value was tampered with")]
+    #[error(
+        "a sealed secret could not be opened: wrong secrets key, or the value was tampered with"
+    )]
     Unseal,
 }
 
@@ -68,7 +70,10 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], SecretError> {
 /// A fresh SCIM bearer token.
 pub fn generate_scim_token() -> Result<Secret, SecretError> {
     let bytes = random_bytes::<32>()?;
-    Ok(Secret(format!("{SCIM_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))))
+    Ok(Secret(format!(
+        "{SCIM_TOKEN_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(bytes)
+    )))
 }
 
 /// What is stored to verify a token.
@@ -83,8 +88,19 @@ pub fn verify_token(presented: &str, stored_hash: &[u8]) -> bool {
 
 /// A masked form that identifies a token without revealing it: prefix and last four characters.
 pub fn token_hint(token: &str) -> String {
-    let tail: String = token.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
-    let head = if token.starts_with(SCIM_TOKEN_PREFIX) { SCIM_TOKEN_PREFIX } else { "" };
+    let tail: String = token
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let head = if token.starts_with(SCIM_TOKEN_PREFIX) {
+        SCIM_TOKEN_PREFIX
+    } else {
+        ""
+    };
     format!("{head}…{tail}")
 }
 
@@ -100,7 +116,9 @@ impl fmt::Debug for SecretKey {
 
 impl SecretKey {
     pub fn from_base64(text: &str) -> Result<Self, SecretError> {
-        let bytes = STANDARD.decode(text.trim()).map_err(|_| SecretError::BadKey)?;
+        let bytes = STANDARD
+            .decode(text.trim())
+            .map_err(|_| SecretError::BadKey)?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadKey)?;
         Ok(Self(key))
     }
@@ -127,7 +145,8 @@ impl SecretKey {
                 }
                 match options.open(path) {
                     Ok(mut file) => {
-                        file.write_all(format!("{}\n", STANDARD.encode(key)).as_bytes()).map_err(io)?;
+                        file.write_all(format!("{}\n", STANDARD.encode(key)).as_bytes())
+                            .map_err(io)?;
                         file.sync_all().map_err(io)?;
                         Ok(Self(key))
                     }
@@ -149,7 +168,13 @@ impl SecretKey {
         let nonce_bytes = random_bytes::<24>()?;
         let nonce = XNonce::from_slice(&nonce_bytes);
         let sealed = cipher
-            .encrypt(nonce, Payload { msg: plaintext.as_bytes(), aad: context.as_bytes() })
+            .encrypt(
+                nonce,
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: context.as_bytes(),
+                },
+            )
             .map_err(|_| SecretError::Unseal)?;
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&sealed);
@@ -165,9 +190,17 @@ impl SecretKey {
         let (nonce, ct) = bytes.split_at(24);
         let cipher = XChaCha20Poly1305::new((&self.0).into());
         let plain = cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: context.as_bytes() })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: context.as_bytes(),
+                },
+            )
             .map_err(|_| SecretError::Unseal)?;
-        String::from_utf8(plain).map(Secret).map_err(|_| SecretError::Unseal)
+        String::from_utf8(plain)
+            .map(Secret)
+            .map_err(|_| SecretError::Unseal)
     }
 }
 
@@ -194,7 +227,10 @@ mod tests {
         let key = SecretKey([7u8; 32]);
         let sealed = key.seal("essy_scim_secret", "integration-1").unwrap();
         assert!(!sealed.contains("secret"));
-        assert_eq!(key.open(&sealed, "integration-1").unwrap().expose(), "essy_scim_secret");
+        assert_eq!(
+            key.open(&sealed, "integration-1").unwrap().expose(),
+            "essy_scim_secret"
+        );
         assert!(key.open(&sealed, "integration-2").is_err());
         assert!(SecretKey([8u8; 32]).open(&sealed, "integration-1").is_err());
     }

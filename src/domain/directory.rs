@@ -58,7 +58,10 @@ pub trait DirectoryTx: Send {
         name: &UserName,
     ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
     /// `Err(StoreError::Conflict)` when the userName is taken.
-    fn insert_user(&mut self, user: &UserRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn insert_user(
+        &mut self,
+        user: &UserRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Writes `user` (whose `version` is already the new one) if the stored version is still
     /// `expected_version`; `Ok(false)` otherwise.
     fn update_user(
@@ -85,8 +88,14 @@ pub trait DirectoryTx: Send {
         reason: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Enqueues messages; one whose idempotency key is already queued is skipped.
-    fn enqueue(&mut self, messages: &[OutboxMessage]) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn write_log(&mut self, entry: &LogEntry) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn enqueue(
+        &mut self,
+        messages: &[OutboxMessage],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn write_log(
+        &mut self,
+        entry: &LogEntry,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Who is acting, for the provisioning log.
@@ -155,7 +164,10 @@ pub struct DeprovisionReport {
 
 #[derive(Debug, Clone)]
 pub enum UpdateOutcome {
-    Updated { user: UserRecord, changes: Vec<AttributeChange> },
+    Updated {
+        user: UserRecord,
+        changes: Vec<AttributeChange>,
+    },
     Unchanged(UserRecord),
     Deprovisioned(DeprovisionReport),
 }
@@ -186,11 +198,31 @@ pub fn diff_attributes(old: Option<&DirectoryUser>, new: &DirectoryUser) -> Vec<
         old.map(|o| json!(o.user_name.as_str())),
         Some(json!(new.user_name.as_str())),
     );
-    push("name.givenName", old.and_then(|o| opt_json(&o.given_name)), opt_json(&new.given_name));
-    push("name.familyName", old.and_then(|o| opt_json(&o.family_name)), opt_json(&new.family_name));
-    push("displayName", old.and_then(|o| opt_json(&o.display_name)), opt_json(&new.display_name));
-    push("externalId", old.and_then(|o| opt_json(&o.external_id)), opt_json(&new.external_id));
-    push("active", old.map(|o| json!(o.active)), Some(json!(new.active)));
+    push(
+        "name.givenName",
+        old.and_then(|o| opt_json(&o.given_name)),
+        opt_json(&new.given_name),
+    );
+    push(
+        "name.familyName",
+        old.and_then(|o| opt_json(&o.family_name)),
+        opt_json(&new.family_name),
+    );
+    push(
+        "displayName",
+        old.and_then(|o| opt_json(&o.display_name)),
+        opt_json(&new.display_name),
+    );
+    push(
+        "externalId",
+        old.and_then(|o| opt_json(&o.external_id)),
+        opt_json(&new.external_id),
+    );
+    push(
+        "active",
+        old.map(|o| json!(o.active)),
+        Some(json!(new.active)),
+    );
     let typed = ["userName", "name", "displayName", "externalId", "active"];
     let mut keys: Vec<&String> = new.resource.keys().collect();
     if let Some(o) = old {
@@ -238,8 +270,14 @@ pub async fn create_user<T: DirectoryTx>(
     if !desired.active {
         return Err(DirectoryError::InactiveCreate);
     }
-    if tx.user_by_name(&ctx.account, &desired.user_name).await?.is_some() {
-        return Err(DirectoryError::UserNameTaken(desired.user_name.as_str().to_owned()));
+    if tx
+        .user_by_name(&ctx.account, &desired.user_name)
+        .await?
+        .is_some()
+    {
+        return Err(DirectoryError::UserNameTaken(
+            desired.user_name.as_str().to_owned(),
+        ));
     }
     let record = UserRecord {
         id: UserId::generate(),
@@ -309,9 +347,14 @@ pub async fn update_user<T: DirectoryTx>(
         return Ok(UpdateOutcome::Unchanged(current));
     }
     if desired.user_name != current.attrs.user_name
-        && tx.user_by_name(&ctx.account, &desired.user_name).await?.is_some()
+        && tx
+            .user_by_name(&ctx.account, &desired.user_name)
+            .await?
+            .is_some()
     {
-        return Err(DirectoryError::UserNameTaken(desired.user_name.as_str().to_owned()));
+        return Err(DirectoryError::UserNameTaken(
+            desired.user_name.as_str().to_owned(),
+        ));
     }
     let updated = UserRecord {
         attrs: desired,
@@ -319,12 +362,15 @@ pub async fn update_user<T: DirectoryTx>(
         updated_at: ctx.now,
         ..current.clone()
     };
-    let written = tx.update_user(&updated, current.version).await.map_err(|e| match e {
-        StoreError::Conflict(_) => {
-            DirectoryError::UserNameTaken(updated.attrs.user_name.as_str().to_owned())
-        }
-        other => other.into(),
-    })?;
+    let written = tx
+        .update_user(&updated, current.version)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => {
+                DirectoryError::UserNameTaken(updated.attrs.user_name.as_str().to_owned())
+            }
+            other => other.into(),
+        })?;
     if !written {
         return Err(DirectoryError::VersionMismatch {
             expected: current.version,
@@ -361,7 +407,8 @@ pub async fn deprovision_user<T: DirectoryTx>(
     let mut queued = Vec::new();
     let why = format!("host {} ({})", reason.as_str(), user.attrs.user_name);
     for mut appointment in upcoming {
-        tx.cancel_appointment(&appointment.id, ctx.now, &why).await?;
+        tx.cancel_appointment(&appointment.id, ctx.now, &why)
+            .await?;
         appointment.status = super::model::AppointmentStatus::Cancelled;
         appointment.cancelled_at = Some(ctx.now);
         appointment.cancel_reason = Some(why.clone());

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::ids::{AccountId, AppointmentId, EntraObjectId, GroupId, IntegrationId, UserId, UserName};
+use super::ids::{
+    AccountId, AppointmentId, EntraObjectId, GroupId, IntegrationId, UserId, UserName,
+};
 
 /// Who asked for a directory change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -58,7 +58,11 @@ pub fn cancellation_messages(
                 idempotency_key: cancellation_key(appointment, guest),
                 recipient_email: guest.email.trim().to_owned(),
                 recipient_name: guest.name.trim().to_owned(),
-                subject: format!("Cancelled: {} on {}", appointment.title, appointment.starts_at.format("%d %B %Y")),
+                subject: format!(
+                    "Cancelled: {} on {}",
+                    appointment.title,
+                    appointment.starts_at.format("%d %B %Y")
+                ),
                 body_text,
                 appointment_id: Some(appointment.id.clone()),
                 payload: json!({

@@ -123,7 +123,13 @@ fn attributes_json(defs: &[AttrDef], resource: &str) -> Vec<Value> {
         .collect()
 }
 
-fn schema_json(id: &str, name: &str, description: &str, attributes: Vec<Value>, base: &str) -> Value {
+fn schema_json(
+    id: &str,
+    name: &str,
+    description: &str,
+    attributes: Vec<Value>,
+    base: &str,
+) -> Value {
     json!({
         "schemas": [SCHEMA_URN],
         "id": id,
@@ -143,9 +149,27 @@ fn all_schemas(base: &str) -> Vec<Value> {
         .map(|(_, defs)| *defs)
         .unwrap_or(&[]);
     vec![
-        schema_json(USER_URN, "User", "User Account", attributes_json(user.attributes, "User"), base),
-        schema_json(GROUP_URN, "Group", "Group", attributes_json(GROUP_SCHEMA.attributes, "Group"), base),
-        schema_json(ENTERPRISE_URN, "EnterpriseUser", "Enterprise User", attributes_json(enterprise, "User"), base),
+        schema_json(
+            USER_URN,
+            "User",
+            "User Account",
+            attributes_json(user.attributes, "User"),
+            base,
+        ),
+        schema_json(
+            GROUP_URN,
+            "Group",
+            "Group",
+            attributes_json(GROUP_SCHEMA.attributes, "Group"),
+            base,
+        ),
+        schema_json(
+            ENTERPRISE_URN,
+            "EnterpriseUser",
+            "Enterprise User",
+            attributes_json(enterprise, "User"),
+            base,
+        ),
     ]
 }
 
@@ -209,7 +233,12 @@ pub async fn service_provider_config(State(state): State<AppState>, _caller: Cal
 }
 
 pub async fn resource_types(State(state): State<AppState>, _caller: Caller) -> Response {
-    scim_response(StatusCode::OK, &list(resource_types_json(&state.scim_base)), None, None)
+    scim_response(
+        StatusCode::OK,
+        &list(resource_types_json(&state.scim_base)),
+        None,
+        None,
+    )
 }
 
 pub async fn resource_type(
@@ -219,13 +248,22 @@ pub async fn resource_type(
 ) -> Result<Response, ScimError> {
     resource_types_json(&state.scim_base)
         .into_iter()
-        .find(|r| r["id"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(&name)))
+        .find(|r| {
+            r["id"]
+                .as_str()
+                .is_some_and(|id| id.eq_ignore_ascii_case(&name))
+        })
         .map(|r| scim_response(StatusCode::OK, &r, None, None))
         .ok_or_else(|| ScimError::not_found(format!("no resource type {name:?}")))
 }
 
 pub async fn schemas(State(state): State<AppState>, _caller: Caller) -> Response {
-    scim_response(StatusCode::OK, &list(all_schemas(&state.scim_base)), None, None)
+    scim_response(
+        StatusCode::OK,
+        &list(all_schemas(&state.scim_base)),
+        None,
+        None,
+    )
 }
 
 pub async fn schema(
@@ -235,7 +273,11 @@ pub async fn schema(
 ) -> Result<Response, ScimError> {
     all_schemas(&state.scim_base)
         .into_iter()
-        .find(|s| s["id"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(&urn)))
+        .find(|s| {
+            s["id"]
+                .as_str()
+                .is_some_and(|id| id.eq_ignore_ascii_case(&urn))
+        })
         .map(|s| scim_response(StatusCode::OK, &s, None, None))
         .ok_or_else(|| ScimError::not_found(format!("no schema {urn:?}")))
 }

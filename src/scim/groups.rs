@@ -24,7 +24,9 @@ fn group_id(raw: &str) -> Result<GroupId, ScimError> {
 
 fn name_taken(e: StoreError, name: &str) -> ScimError {
     match e {
-        StoreError::Conflict(_) => ScimError::uniqueness(format!("a group with displayName {name:?} already exists")),
+        StoreError::Conflict(_) => {
+            ScimError::uniqueness(format!("a group with displayName {name:?} already exists"))
+        }
         other => other.into(),
     }
 }
@@ -40,7 +42,11 @@ async fn check_members(tx: &mut Tx, caller: &Caller, ids: &[String]) -> Result<(
         "{} member value(s) are not users of this directory: {}{}",
         missing.len(),
         shown.join(", "),
-        if missing.len() > shown.len() { ", ..." } else { "" }
+        if missing.len() > shown.len() {
+            ", ..."
+        } else {
+            ""
+        }
     )))
 }
 
@@ -68,17 +74,28 @@ async fn apply_member_changes(
     Ok(())
 }
 
-async fn render(state: &AppState, group: &GroupRecord, projection: &Projection) -> Result<Value, ScimError> {
+async fn render(
+    state: &AppState,
+    group: &GroupRecord,
+    projection: &Projection,
+) -> Result<Value, ScimError> {
     let members = if projection.returns("members", GROUP_URN) {
         Some(state.store.members_of(&group.id).await?)
     } else {
         None
     };
-    Ok(projection.apply(resource::group_json(group, members.as_deref(), &state.scim_base), GROUP_URN))
+    Ok(projection.apply(
+        resource::group_json(group, members.as_deref(), &state.scim_base),
+        GROUP_URN,
+    ))
 }
 
 /// Matching groups as SCIM JSON (projected), and the total number of matches.
-pub async fn query(state: &AppState, caller: &Caller, req: &ListRequest) -> Result<(Vec<Value>, i64), ScimError> {
+pub async fn query(
+    state: &AppState,
+    caller: &Caller,
+    req: &ListRequest,
+) -> Result<(Vec<Value>, i64), ScimError> {
     let filter = match &req.filter {
         Some(f) => Some(
             sql_filter::translate(&parse_filter(f)?, Target::Group, 2)
@@ -88,7 +105,13 @@ pub async fn query(state: &AppState, caller: &Caller, req: &ListRequest) -> Resu
     };
     let (groups, total) = state
         .store
-        .list_groups(&caller.account, filter.as_ref(), req.paging.start_index - 1, req.paging.count, true)
+        .list_groups(
+            &caller.account,
+            filter.as_ref(),
+            req.paging.start_index - 1,
+            req.paging.count,
+            true,
+        )
         .await?;
     let mut resources = Vec::with_capacity(groups.len());
     for g in &groups {
@@ -97,16 +120,32 @@ pub async fn query(state: &AppState, caller: &Caller, req: &ListRequest) -> Resu
     Ok((resources, total.unwrap_or(0)))
 }
 
-pub async fn list(State(state): State<AppState>, caller: Caller, params: QueryParams) -> Result<Response, ScimError> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: QueryParams,
+) -> Result<Response, ScimError> {
     let req = ListRequest::from_query(&params, state.settings.server.max_page_size)?;
     let (resources, total) = query(&state, &caller, &req).await?;
-    Ok(super::list_response(resources, total, req.paging.start_index))
+    Ok(super::list_response(
+        resources,
+        total,
+        req.paging.start_index,
+    ))
 }
 
-pub async fn search(State(state): State<AppState>, caller: Caller, ScimBody(body): ScimBody) -> Result<Response, ScimError> {
+pub async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ScimError> {
     let req = ListRequest::from_search(&body, state.settings.server.max_page_size)?;
     let (resources, total) = query(&state, &caller, &req).await?;
-    Ok(super::list_response(resources, total, req.paging.start_index))
+    Ok(super::list_response(
+        resources,
+        total,
+        req.paging.start_index,
+    ))
 }
 
 pub async fn get(
@@ -123,7 +162,12 @@ pub async fn get(
         .ok_or_else(|| ScimError::not_found(format!("no group with id {id}")))?;
     let projection = Projection::new(params.get("attributes"), params.get("excludedAttributes"));
     let body = render(&state, &group, &projection).await?;
-    Ok(scim_response(StatusCode::OK, &body, Some(group.version), None))
+    Ok(scim_response(
+        StatusCode::OK,
+        &body,
+        Some(group.version),
+        None,
+    ))
 }
 
 pub async fn create(
@@ -145,18 +189,30 @@ pub async fn create(
     };
     let mut tx = state.store.begin().await?;
     check_members(&mut tx, &caller, &parsed.members).await?;
-    tx.insert_group(&group).await.map_err(|e| name_taken(e, &group.display_name))?;
+    tx.insert_group(&group)
+        .await
+        .map_err(|e| name_taken(e, &group.display_name))?;
     tx.add_members(&group.id, &parsed.members).await?;
     tx.commit().await?;
     tracing::info!(group_id = %group.id, members = parsed.members.len(), "group created");
     let body = render(&state, &group, &Projection::default()).await?;
     let location = format!("{}/Groups/{}", state.scim_base, group.id);
-    Ok(scim_response(StatusCode::CREATED, &body, Some(group.version), Some(location)))
+    Ok(scim_response(
+        StatusCode::CREATED,
+        &body,
+        Some(group.version),
+        Some(location),
+    ))
 }
 
 /// Writes the group's new attributes with the next version (also when only members changed, so
 /// `meta.version` and `lastModified` move).
-async fn write(tx: &mut Tx, current: &GroupRecord, resource: serde_json::Map<String, Value>, now: chrono::DateTime<chrono::Utc>) -> Result<GroupRecord, ScimError> {
+async fn write(
+    tx: &mut Tx,
+    current: &GroupRecord,
+    resource: serde_json::Map<String, Value>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<GroupRecord, ScimError> {
     let parsed = resource::group_from_resource(resource)?;
     let updated = GroupRecord {
         display_name: parsed.display_name,
@@ -171,12 +227,21 @@ async fn write(tx: &mut Tx, current: &GroupRecord, resource: serde_json::Map<Str
         .await
         .map_err(|e| name_taken(e, &updated.display_name))?;
     if !written {
-        return Err(ScimError::new(StatusCode::PRECONDITION_FAILED, None, "the group changed during the request; retry"));
+        return Err(ScimError::new(
+            StatusCode::PRECONDITION_FAILED,
+            None,
+            "the group changed during the request; retry",
+        ));
     }
     Ok(updated)
 }
 
-async fn load_for_write(tx: &mut Tx, caller: &Caller, id: &GroupId, headers: &HeaderMap) -> Result<GroupRecord, ScimError> {
+async fn load_for_write(
+    tx: &mut Tx,
+    caller: &Caller,
+    id: &GroupId,
+    headers: &HeaderMap,
+) -> Result<GroupRecord, ScimError> {
     let expected = if_match(headers)?;
     let current = tx
         .group_by_id(&caller.account, id)
@@ -186,7 +251,10 @@ async fn load_for_write(tx: &mut Tx, caller: &Caller, id: &GroupId, headers: &He
         return Err(ScimError::new(
             StatusCode::PRECONDITION_FAILED,
             None,
-            format!("the group has changed: version {} is current, the request expected {expected}", current.version),
+            format!(
+                "the group has changed: version {} is current, the request expected {expected}",
+                current.version
+            ),
         ));
     }
     Ok(current)
@@ -206,10 +274,21 @@ pub async fn replace(
     let mut resource = parsed.resource;
     resource.insert("displayName".to_owned(), json!(parsed.display_name));
     let updated = write(&mut tx, &current, resource, state.clock.now()).await?;
-    apply_member_changes(&mut tx, &caller, &id, vec![MemberChange::ReplaceAll(parsed.members)]).await?;
+    apply_member_changes(
+        &mut tx,
+        &caller,
+        &id,
+        vec![MemberChange::ReplaceAll(parsed.members)],
+    )
+    .await?;
     tx.commit().await?;
     let body = render(&state, &updated, &Projection::default()).await?;
-    Ok(scim_response(StatusCode::OK, &body, Some(updated.version), None))
+    Ok(scim_response(
+        StatusCode::OK,
+        &body,
+        Some(updated.version),
+        None,
+    ))
 }
 
 pub async fn patch(
@@ -235,9 +314,15 @@ pub async fn patch(
     tracing::info!(group_id = %id, member_changes = members_changed, "group patched");
     // RFC 7644 §3.5.2: 204 unless the client asked for attributes back.
     if params.get("attributes").is_some() || params.get("excludedAttributes").is_some() {
-        let projection = Projection::new(params.get("attributes"), params.get("excludedAttributes"));
+        let projection =
+            Projection::new(params.get("attributes"), params.get("excludedAttributes"));
         let body = render(&state, &updated, &projection).await?;
-        return Ok(scim_response(StatusCode::OK, &body, Some(updated.version), None));
+        return Ok(scim_response(
+            StatusCode::OK,
+            &body,
+            Some(updated.version),
+            None,
+        ));
     }
     Ok(super::no_content())
 }

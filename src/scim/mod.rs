@@ -10,6 +10,7 @@ pub mod groups;
 pub mod patch;
 pub mod request;
 pub mod resource;
+pub mod schema;
 pub mod users;
 
 use axum::Router;
@@ -28,10 +29,18 @@ use error::{SCIM_CONTENT_TYPE, ScimError};
 use request::Caller;
 
 /// A SCIM JSON response with optional `ETag` and `Location`.
-pub fn scim_response(status: StatusCode, body: &Value, version: Option<i64>, location: Option<String>) -> Response {
+pub fn scim_response(
+    status: StatusCode,
+    body: &Value,
+    version: Option<i64>,
+    location: Option<String>,
+) -> Response {
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(SCIM_CONTENT_TYPE),
+    );
     if let Some(v) = version.and_then(|v| HeaderValue::from_str(&resource::etag(v)).ok()) {
         headers.insert(header::ETAG, v);
     }
@@ -55,10 +64,20 @@ pub fn list_response(resources: Vec<Value>, total: i64, start_index: i64) -> Res
 
 /// `POST /.search` at the root: users, then groups, as one result set. A filter naming an
 /// attribute only one resource type has matches nothing of the other type.
-async fn search_all(State(state): State<AppState>, caller: Caller, request::ScimBody(body): request::ScimBody) -> Result<Response, ScimError> {
+async fn search_all(
+    State(state): State<AppState>,
+    caller: Caller,
+    request::ScimBody(body): request::ScimBody,
+) -> Result<Response, ScimError> {
     use request::ListRequest;
     let req = ListRequest::from_search(&body, state.settings.server.max_page_size)?;
-    let everything = |r: &ListRequest| ListRequest { paging: request::Paging { start_index: 1, count: 0 }, ..r.clone() };
+    let everything = |r: &ListRequest| ListRequest {
+        paging: request::Paging {
+            start_index: 1,
+            count: 0,
+        },
+        ..r.clone()
+    };
     let user_total = match users::query(&state, &caller, &everything(&req)).await {
         Ok((_, n)) => Some(n),
         Err(e) if e.scim_type == Some("invalidFilter") && req.filter.is_some() => None,
@@ -82,10 +101,20 @@ async fn search_all(State(state): State<AppState>, caller: Caller, request::Scim
     let remaining = req.paging.count - resources.len() as i64;
     if remaining > 0 && group_total > 0 {
         let start = (offset - user_total).max(0) + 1;
-        let greq = ListRequest { paging: request::Paging { start_index: start, count: remaining }, ..req.clone() };
+        let greq = ListRequest {
+            paging: request::Paging {
+                start_index: start,
+                count: remaining,
+            },
+            ..req.clone()
+        };
         resources.extend(groups::query(&state, &caller, &greq).await?.0);
     }
-    Ok(list_response(resources, user_total + group_total, req.paging.start_index))
+    Ok(list_response(
+        resources,
+        user_total + group_total,
+        req.paging.start_index,
+    ))
 }
 
 pub fn no_content() -> Response {
@@ -93,25 +122,46 @@ pub fn no_content() -> Response {
 }
 
 fn bearer(req: &Request) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Resolves the bearer token to its integration. The token is looked up by its SHA-256 and then
 /// checked in constant time; it is never logged.
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(token) = bearer(&req) else {
-        return ScimError::unauthorized("missing bearer token: send \"Authorization: Bearer <token>\"").into_response();
+        return ScimError::unauthorized(
+            "missing bearer token: send \"Authorization: Bearer <token>\"",
+        )
+        .into_response();
     };
-    let found = match state.store.integration_by_token_hash(&secrets::token_hash(token)).await {
+    let found = match state
+        .store
+        .integration_by_token_hash(&secrets::token_hash(token))
+        .await
+    {
         Ok(found) => found,
         Err(e) => return ScimError::from(e).into_response(),
     };
     let Some(integration) = found.filter(|i| {
-        i.kind == "scim" && i.token_hash.as_deref().is_some_and(|h| secrets::verify_token(token, h))
+        i.kind == "scim"
+            && i.token_hash
+                .as_deref()
+                .is_some_and(|h| secrets::verify_token(token, h))
     }) else {
-        return ScimError::unauthorized("the bearer token is not valid (was the integration deleted?)").into_response();
+        return ScimError::unauthorized(
+            "the bearer token is not valid (was the integration deleted?)",
+        )
+        .into_response();
     };
     let span = tracing::info_span!(
         "scim",
@@ -156,14 +206,23 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/Groups/.search", post(groups::search))
         .route(
             "/Users/{id}",
-            get(users::get).put(users::replace).patch(users::patch).delete(users::delete),
+            get(users::get)
+                .put(users::replace)
+                .patch(users::patch)
+                .delete(users::delete),
         )
         .route("/Groups", get(groups::list).post(groups::create))
         .route(
             "/Groups/{id}",
-            get(groups::get).put(groups::replace).patch(groups::patch).delete(groups::delete),
+            get(groups::get)
+                .put(groups::replace)
+                .patch(groups::patch)
+                .delete(groups::delete),
         )
-        .route("/ServiceProviderConfig", get(discovery::service_provider_config))
+        .route(
+            "/ServiceProviderConfig",
+            get(discovery::service_provider_config),
+        )
         .route("/ResourceTypes", get(discovery::resource_types))
         .route("/ResourceTypes/{name}", get(discovery::resource_type))
         .route("/Schemas", get(discovery::schemas))

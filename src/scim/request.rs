@@ -81,14 +81,20 @@ impl FromRequest<AppState> for ScimBody {
         let bytes = match limited.collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-            Err(e) => return Err(ScimError::invalid_syntax(format!("could not read the request body: {e}"))),
+            Err(e) => {
+                return Err(ScimError::invalid_syntax(format!(
+                    "could not read the request body: {e}"
+                )));
+            }
         };
         if bytes.is_empty() {
-            return Err(ScimError::invalid_syntax("the request body is empty; a JSON object was expected"));
+            return Err(ScimError::invalid_syntax(
+                "the request body is empty; a JSON object was expected",
+            ));
         }
-        serde_json::from_slice(&bytes)
-            .map(ScimBody)
-            .map_err(|e| ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}")))
+        serde_json::from_slice(&bytes).map(ScimBody).map_err(|e| {
+            ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}"))
+        })
     }
 }
 
@@ -130,9 +136,9 @@ impl Paging {
         let int = |name: &str| -> Result<Option<i64>, ScimError> {
             q.get(name)
                 .map(|v| {
-                    v.trim()
-                        .parse::<i64>()
-                        .map_err(|_| ScimError::invalid_value(format!("{name} must be an integer, got {v:?}")))
+                    v.trim().parse::<i64>().map_err(|_| {
+                        ScimError::invalid_value(format!("{name} must be an integer, got {v:?}"))
+                    })
                 })
                 .transpose()
         };
@@ -160,9 +166,16 @@ pub const SEARCH_REQUEST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Sear
 impl ListRequest {
     pub fn from_query(q: &QueryParams, max: i64) -> Result<Self, ScimError> {
         Ok(Self {
-            filter: q.get("filter").map(str::trim).filter(|f| !f.is_empty()).map(str::to_owned),
+            filter: q
+                .get("filter")
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned),
             paging: Paging::from_params(q, max)?,
-            projection: super::resource::Projection::new(q.get("attributes"), q.get("excludedAttributes")),
+            projection: super::resource::Projection::new(
+                q.get("attributes"),
+                q.get("excludedAttributes"),
+            ),
         })
     }
 
@@ -171,13 +184,19 @@ impl ListRequest {
         let obj = body
             .as_object()
             .ok_or_else(|| ScimError::invalid_syntax("a SearchRequest must be a JSON object"))?;
-        let get = |name: &str| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+        let get = |name: &str| {
+            obj.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        };
         if let Some(schemas) = get("schemas")
             && !schemas
                 .as_array()
                 .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(SEARCH_REQUEST_URN)))
         {
-            return Err(ScimError::invalid_syntax(format!("\"schemas\" must include {SEARCH_REQUEST_URN}")));
+            return Err(ScimError::invalid_syntax(format!(
+                "\"schemas\" must include {SEARCH_REQUEST_URN}"
+            )));
         }
         let list = |name: &str| -> Result<Option<String>, ScimError> {
             match get(name) {
@@ -188,8 +207,12 @@ impl ListRequest {
                     .map(|i| i.as_str().map(str::to_owned))
                     .collect::<Option<Vec<_>>>()
                     .map(|v| Some(v.join(",")))
-                    .ok_or_else(|| ScimError::invalid_value(format!("{name} must be an array of strings"))),
-                Some(_) => Err(ScimError::invalid_value(format!("{name} must be an array of strings"))),
+                    .ok_or_else(|| {
+                        ScimError::invalid_value(format!("{name} must be an array of strings"))
+                    }),
+                Some(_) => Err(ScimError::invalid_value(format!(
+                    "{name} must be an array of strings"
+                ))),
             }
         };
         let int = |name: &str| -> Result<Option<i64>, ScimError> {
@@ -205,7 +228,12 @@ impl ListRequest {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.trim().is_empty() => None,
             Some(Value::String(s)) => Some(s.trim().to_owned()),
-            Some(_) => return Err(ScimError::bad_request("invalidFilter", "filter must be a string")),
+            Some(_) => {
+                return Err(ScimError::bad_request(
+                    "invalidFilter",
+                    "filter must be a string",
+                ));
+            }
         };
         Ok(Self {
             filter,

@@ -21,16 +21,31 @@ const SERVER_OWNED: [&str; 4] = ["id", "meta", "schemas", "groups"];
 /// Canonicalises a POST/PUT body the same way a PATCH would build it — attribute names in
 /// their schema spelling, `"True"`/`"False"` as booleans, `null` as unassigned, dotted and URN
 /// keys placed where they belong — by applying it as one path-less `replace` to an empty resource.
-fn normalize(body: &Value, schema: &ResourceSchema, core_urn: &str) -> Result<Map<String, Value>, ScimError> {
+fn normalize(
+    body: &Value,
+    schema: &ResourceSchema,
+    core_urn: &str,
+) -> Result<Map<String, Value>, ScimError> {
     let Value::Object(obj) = body else {
-        return Err(ScimError::invalid_syntax("the request body must be a JSON object"));
+        return Err(ScimError::invalid_syntax(
+            "the request body must be a JSON object",
+        ));
     };
-    if let Some(schemas) = obj.iter().find(|(k, _)| k.eq_ignore_ascii_case("schemas")).map(|(_, v)| v) {
+    if let Some(schemas) = obj
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("schemas"))
+        .map(|(_, v)| v)
+    {
         let listed = schemas
             .as_array()
             .ok_or_else(|| ScimError::invalid_syntax("\"schemas\" must be an array of URIs"))?;
-        if !listed.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(core_urn))) {
-            return Err(ScimError::invalid_syntax(format!("\"schemas\" must include {core_urn}")));
+        if !listed
+            .iter()
+            .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(core_urn)))
+        {
+            return Err(ScimError::invalid_syntax(format!(
+                "\"schemas\" must include {core_urn}"
+            )));
         }
     }
     let mut value = Map::new();
@@ -61,9 +76,13 @@ fn opt_string(resource: &Map<String, Value>, key: &str) -> Result<Option<String>
 /// The neutral user a SCIM resource describes. `userName` must be the user's email address.
 pub fn user_from_resource(resource: Map<String, Value>) -> Result<DirectoryUser, ScimError> {
     let user_name = match resource.get("userName") {
-        Some(Value::String(s)) => UserName::parse(s).map_err(|e| ScimError::invalid_value(e.to_string()))?,
+        Some(Value::String(s)) => {
+            UserName::parse(s).map_err(|e| ScimError::invalid_value(e.to_string()))?
+        }
         None | Some(Value::Null) => {
-            return Err(ScimError::invalid_value("userName is required (the user's email address)"));
+            return Err(ScimError::invalid_value(
+                "userName is required (the user's email address)",
+            ));
         }
         Some(_) => return Err(ScimError::invalid_value("userName must be a string")),
     };
@@ -72,7 +91,9 @@ pub fn user_from_resource(resource: Map<String, Value>) -> Result<DirectoryUser,
         match name.and_then(|n| n.get(key)) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(ScimError::invalid_value(format!("name.{key} must be a string"))),
+            Some(_) => Err(ScimError::invalid_value(format!(
+                "name.{key} must be a string"
+            ))),
         }
     };
     let active = match resource.get("active") {
@@ -124,7 +145,11 @@ pub fn group_from_body(body: &Value) -> Result<GroupBody, ScimError> {
 pub fn group_from_resource(resource: Map<String, Value>) -> Result<GroupBody, ScimError> {
     let display_name = match resource.get("displayName") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-        _ => return Err(ScimError::invalid_value("displayName is required and must be a non-empty string")),
+        _ => {
+            return Err(ScimError::invalid_value(
+                "displayName is required and must be a non-empty string",
+            ));
+        }
     };
     Ok(GroupBody {
         display_name,
@@ -140,7 +165,9 @@ pub fn member_ids(items: &[Value]) -> Result<Vec<String>, ScimError> {
         .iter()
         .map(|m| match m.get("value") {
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-            _ => Err(ScimError::invalid_value("each member needs a \"value\" holding a user id")),
+            _ => Err(ScimError::invalid_value(
+                "each member needs a \"value\" holding a user id",
+            )),
         })
         .collect()
 }
@@ -183,7 +210,10 @@ fn schemas_of(core: &str, resource: &Map<String, Value>) -> Value {
 /// The SCIM representation of a stored user (or of one just deprovisioned, `active` false).
 pub fn user_json(user: &UserRecord, base_url: &str) -> Value {
     let mut out = Map::new();
-    out.insert("schemas".to_owned(), schemas_of(USER_URN, &user.attrs.resource));
+    out.insert(
+        "schemas".to_owned(),
+        schemas_of(USER_URN, &user.attrs.resource),
+    );
     out.insert("id".to_owned(), json!(user.id.as_str()));
     for (k, v) in &user.attrs.resource {
         out.insert(k.clone(), v.clone());
@@ -204,7 +234,11 @@ pub fn user_json(user: &UserRecord, base_url: &str) -> Value {
 }
 
 /// The SCIM representation of a group; `members` is `None` when they were not asked for.
-pub fn group_json(group: &GroupRecord, members: Option<&[(String, String)]>, base_url: &str) -> Value {
+pub fn group_json(
+    group: &GroupRecord,
+    members: Option<&[(String, String)]>,
+    base_url: &str,
+) -> Value {
     let mut out = Map::new();
     out.insert("schemas".to_owned(), schemas_of(GROUP_URN, &group.resource));
     out.insert("id".to_owned(), json!(group.id.as_str()));
@@ -252,7 +286,8 @@ fn split_list(v: Option<&str>) -> Vec<String> {
 
 /// Splits a possibly URN-qualified path into (schema, top-level attribute, sub-attribute).
 fn split_path<'a>(path: &'a str, core: &str) -> (Option<&'a str>, &'a str, Option<&'a str>) {
-    let (schema, rest) = if path.len() > core.len() && path[..core.len()].eq_ignore_ascii_case(core) {
+    let (schema, rest) = if path.len() > core.len() && path[..core.len()].eq_ignore_ascii_case(core)
+    {
         (None, path[core.len()..].trim_start_matches(':'))
     } else if path.starts_with("urn:") {
         match path.rfind(':') {
@@ -327,12 +362,18 @@ impl Projection {
             for p in &self.attributes {
                 let (schema, top, sub) = split_path(p, core);
                 let container = match schema {
-                    Some(s) => find_key(&m, s).and_then(|k| m.get(k)).and_then(Value::as_object),
+                    Some(s) => find_key(&m, s)
+                        .and_then(|k| m.get(k))
+                        .and_then(Value::as_object),
                     None => Some(&m),
                 };
                 let Some(container) = container else { continue };
-                let Some(key) = find_key(container, top).cloned() else { continue };
-                let Some(value) = container.get(&key).cloned() else { continue };
+                let Some(key) = find_key(container, top).cloned() else {
+                    continue;
+                };
+                let Some(value) = container.get(&key).cloned() else {
+                    continue;
+                };
                 let picked = match (sub, &value) {
                     (Some(sub), Value::Object(o)) => find_key(o, sub)
                         .map(|sk| json!({ sk.clone(): o[sk].clone() }))
@@ -341,7 +382,9 @@ impl Projection {
                         items
                             .iter()
                             .filter_map(|i| i.as_object())
-                            .filter_map(|o| find_key(o, sub).map(|sk| json!({ sk.clone(): o[sk].clone() })))
+                            .filter_map(|o| {
+                                find_key(o, sub).map(|sk| json!({ sk.clone(): o[sk].clone() }))
+                            })
                             .collect(),
                     ),
                     _ => value,
@@ -376,7 +419,9 @@ impl Projection {
                 None => Some(&mut m),
             };
             let Some(container) = container else { continue };
-            let Some(key) = find_key(container, top).cloned() else { continue };
+            let Some(key) = find_key(container, top).cloned() else {
+                continue;
+            };
             match sub {
                 None => {
                     container.remove(&key);
@@ -442,7 +487,8 @@ mod tests {
 
     #[test]
     fn non_email_user_name_is_invalid_value() {
-        let e = user_from_body(&json!({"schemas": [USER_URN], "userName": "Test_User_1"})).unwrap_err();
+        let e =
+            user_from_body(&json!({"schemas": [USER_URN], "userName": "Test_User_1"})).unwrap_err();
         assert_eq!(e.scim_type, Some("invalidValue"));
     }
 
@@ -451,10 +497,16 @@ mod tests {
         let r = json!({"id": "1", "schemas": [USER_URN], "userName": "a@b.c", "name": {"givenName": "A", "familyName": "B"}, "emails": [{"value": "x", "type": "work"}]});
         let p = Projection::new(Some("name.givenName,emails.value"), None);
         let out = p.apply(r.clone(), USER_URN);
-        assert_eq!(out, json!({"id": "1", "schemas": [USER_URN], "name": {"givenName": "A"}, "emails": [{"value": "x"}]}));
+        assert_eq!(
+            out,
+            json!({"id": "1", "schemas": [USER_URN], "name": {"givenName": "A"}, "emails": [{"value": "x"}]})
+        );
         let p = Projection::new(None, Some("name,userName,id"));
         let out = p.apply(r, USER_URN);
-        assert_eq!(out, json!({"id": "1", "schemas": [USER_URN], "emails": [{"value": "x", "type": "work"}]}));
+        assert_eq!(
+            out,
+            json!({"id": "1", "schemas": [USER_URN], "emails": [{"value": "x", "type": "work"}]})
+        );
         assert!(!Projection::new(None, Some("members")).returns("members", GROUP_URN));
         assert!(Projection::new(Some("displayName,members"), None).returns("members", GROUP_URN));
     }

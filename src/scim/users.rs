@@ -36,7 +36,13 @@ fn user_id(raw: &str) -> Result<UserId, ScimError> {
 
 /// Records a refused or failed user operation in the provisioning log (best effort: the
 /// response to the client does not depend on it).
-async fn log_failure(state: &AppState, caller: &Caller, action: LogAction, user: Option<&str>, err: &ScimError) {
+async fn log_failure(
+    state: &AppState,
+    caller: &Caller,
+    action: LogAction,
+    user: Option<&str>,
+    err: &ScimError,
+) {
     let ctx = context(state, caller);
     let mut entry = ctx.log_entry(action, LogStatus::Failure);
     entry.user_name = user.map(str::to_owned);
@@ -54,7 +60,11 @@ async fn log_failure(state: &AppState, caller: &Caller, action: LogAction, user:
 }
 
 /// Matching users as SCIM JSON (projected), and the total number of matches.
-pub async fn query(state: &AppState, caller: &Caller, req: &ListRequest) -> Result<(Vec<Value>, i64), ScimError> {
+pub async fn query(
+    state: &AppState,
+    caller: &Caller,
+    req: &ListRequest,
+) -> Result<(Vec<Value>, i64), ScimError> {
     let filter = match &req.filter {
         Some(f) => Some(
             sql_filter::translate(&parse_filter(f)?, Target::User, 2)
@@ -66,30 +76,60 @@ pub async fn query(state: &AppState, caller: &Caller, req: &ListRequest) -> Resu
     // A first page that is not full already tells the total; count only when it cannot.
     let (users, total) = state
         .store
-        .list_users(&caller.account, filter.as_ref(), offset, count, offset > 0 || count == 0)
+        .list_users(
+            &caller.account,
+            filter.as_ref(),
+            offset,
+            count,
+            offset > 0 || count == 0,
+        )
         .await?;
     let total = match total {
         Some(t) => t,
         None if (users.len() as i64) < count => users.len() as i64,
-        None => state.store.list_users(&caller.account, filter.as_ref(), 0, 0, true).await?.1.unwrap_or(0),
+        None => state
+            .store
+            .list_users(&caller.account, filter.as_ref(), 0, 0, true)
+            .await?
+            .1
+            .unwrap_or(0),
     };
     let resources = users
         .iter()
-        .map(|u| req.projection.apply(resource::user_json(u, &state.scim_base), USER_URN))
+        .map(|u| {
+            req.projection
+                .apply(resource::user_json(u, &state.scim_base), USER_URN)
+        })
         .collect();
     Ok((resources, total))
 }
 
-pub async fn list(State(state): State<AppState>, caller: Caller, params: QueryParams) -> Result<Response, ScimError> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: QueryParams,
+) -> Result<Response, ScimError> {
     let req = ListRequest::from_query(&params, state.settings.server.max_page_size)?;
     let (resources, total) = query(&state, &caller, &req).await?;
-    Ok(super::list_response(resources, total, req.paging.start_index))
+    Ok(super::list_response(
+        resources,
+        total,
+        req.paging.start_index,
+    ))
 }
 
-pub async fn search(State(state): State<AppState>, caller: Caller, ScimBody(body): ScimBody) -> Result<Response, ScimError> {
+pub async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ScimError> {
     let req = ListRequest::from_search(&body, state.settings.server.max_page_size)?;
     let (resources, total) = query(&state, &caller, &req).await?;
-    Ok(super::list_response(resources, total, req.paging.start_index))
+    Ok(super::list_response(
+        resources,
+        total,
+        req.paging.start_index,
+    ))
 }
 
 pub async fn get(
@@ -106,7 +146,12 @@ pub async fn get(
         .ok_or_else(|| ScimError::not_found(format!("no user with id {id}")))?;
     let projection = Projection::new(params.get("attributes"), params.get("excludedAttributes"));
     let body = projection.apply(resource::user_json(&user, &state.scim_base), USER_URN);
-    Ok(scim_response(StatusCode::OK, &body, Some(user.version), None))
+    Ok(scim_response(
+        StatusCode::OK,
+        &body,
+        Some(user.version),
+        None,
+    ))
 }
 
 pub async fn create(
@@ -114,7 +159,10 @@ pub async fn create(
     caller: Caller,
     ScimBody(body): ScimBody,
 ) -> Result<Response, ScimError> {
-    let hinted = body.get("userName").and_then(Value::as_str).map(str::to_owned);
+    let hinted = body
+        .get("userName")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let result = async {
         let desired = resource::user_from_body(&body)?;
         let ctx = context(&state, &caller);
@@ -130,7 +178,12 @@ pub async fn create(
             tracing::info!(user_id = %user.id, "user created");
             let body = resource::user_json(&user, &state.scim_base);
             let location = format!("{}/Users/{}", state.scim_base, user.id);
-            Ok(scim_response(StatusCode::CREATED, &body, Some(user.version), Some(location)))
+            Ok(scim_response(
+                StatusCode::CREATED,
+                &body,
+                Some(user.version),
+                Some(location),
+            ))
         }
         Err(e) => {
             log_failure(&state, &caller, LogAction::Create, hinted.as_deref(), &e).await;
@@ -179,7 +232,14 @@ pub async fn replace(
     match result {
         Ok(outcome) => Ok(respond_update(&state, outcome).await),
         Err(e) => {
-            log_failure(&state, &caller, LogAction::Update, body.get("userName").and_then(Value::as_str), &e).await;
+            log_failure(
+                &state,
+                &caller,
+                LogAction::Update,
+                body.get("userName").and_then(Value::as_str),
+                &e,
+            )
+            .await;
             Err(e)
         }
     }
@@ -203,7 +263,10 @@ pub async fn patch(
             .await?
             .ok_or_else(|| ScimError::not_found(format!("no user with id {id}")))?;
         let mut resource = current.attrs.resource.clone();
-        resource.insert("userName".to_owned(), json!(current.attrs.user_name.as_str()));
+        resource.insert(
+            "userName".to_owned(),
+            json!(current.attrs.user_name.as_str()),
+        );
         resource.insert("active".to_owned(), json!(current.attrs.active));
         patch::apply(&mut resource, &ops, &USER_SCHEMA)?;
         let desired = resource::user_from_resource(resource)?;
@@ -239,10 +302,15 @@ pub async fn delete(
                 .await?
                 .ok_or_else(|| DirectoryError::UserNotFound(id.to_string()))?;
             if current.version != expected {
-                return Err(DirectoryError::VersionMismatch { expected, actual: current.version }.into());
+                return Err(DirectoryError::VersionMismatch {
+                    expected,
+                    actual: current.version,
+                }
+                .into());
             }
         }
-        let report = directory::deprovision_user(&mut tx, &ctx, &id, DeprovisionReason::Deleted).await?;
+        let report =
+            directory::deprovision_user(&mut tx, &ctx, &id, DeprovisionReason::Deleted).await?;
         tx.commit().await?;
         Ok::<_, ScimError>(report)
     }

@@ -161,7 +161,9 @@ impl Store {
     pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
         let url = config.url.trim();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pg = postgres::PgStore::open(url, config.max_connections, config.pg_schema.as_deref()).await?;
+            let pg =
+                postgres::PgStore::open(url, config.max_connections, config.pg_schema.as_deref())
+                    .await?;
             return Ok(Self::Postgres(pg));
         }
         let path = url
@@ -174,7 +176,8 @@ impl Store {
                 "SQLite needs a file (the writer and the readers share it), e.g. sqlite://data/essentry.db".into(),
             ));
         }
-        let lite = sqlite::SqliteStore::open(std::path::Path::new(path), config.max_connections).await?;
+        let lite =
+            sqlite::SqliteStore::open(std::path::Path::new(path), config.max_connections).await?;
         Ok(Self::Sqlite(lite))
     }
 
@@ -200,7 +203,11 @@ impl Store {
     }
 
     /// The account named `name`, created on first use.
-    pub async fn ensure_account(&self, name: &str, now: DateTime<Utc>) -> Result<AccountId, StoreError> {
+    pub async fn ensure_account(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AccountId, StoreError> {
         let mut tx = self.begin().await?;
         let id = in_tx!(&mut tx, |c, m| m::ensure_account(c, name, now).await)?;
         tx.commit().await?;
@@ -211,19 +218,33 @@ impl Store {
         read!(self, |c, m| m::account_by_name(c, name).await)
     }
 
-    pub async fn list_integrations(&self, account: Option<&AccountId>) -> Result<Vec<IntegrationRow>, StoreError> {
+    pub async fn list_integrations(
+        &self,
+        account: Option<&AccountId>,
+    ) -> Result<Vec<IntegrationRow>, StoreError> {
         read!(self, |c, m| m::list_integrations(c, account).await)
     }
 
-    pub async fn integration_by_token_hash(&self, hash: &[u8]) -> Result<Option<IntegrationRow>, StoreError> {
+    pub async fn integration_by_token_hash(
+        &self,
+        hash: &[u8],
+    ) -> Result<Option<IntegrationRow>, StoreError> {
         read!(self, |c, m| m::integration_by_token_hash(c, hash).await)
     }
 
-    pub async fn user_by_id(&self, account: &AccountId, id: &UserId) -> Result<Option<UserRecord>, StoreError> {
+    pub async fn user_by_id(
+        &self,
+        account: &AccountId,
+        id: &UserId,
+    ) -> Result<Option<UserRecord>, StoreError> {
         read!(self, |c, m| m::user_by_id(c, account, id).await)
     }
 
-    pub async fn user_by_name(&self, account: &AccountId, name: &UserName) -> Result<Option<UserRecord>, StoreError> {
+    pub async fn user_by_name(
+        &self,
+        account: &AccountId,
+        name: &UserName,
+    ) -> Result<Option<UserRecord>, StoreError> {
         read!(self, |c, m| m::user_by_name(c, account, name).await)
     }
 
@@ -238,12 +259,20 @@ impl Store {
     ) -> Result<(Vec<UserRecord>, Option<i64>), StoreError> {
         read!(self, |c, m| {
             let rows = m::list_users(c, account, filter, offset, limit).await?;
-            let total = if with_total { Some(m::count_users(c, account, filter).await?) } else { None };
+            let total = if with_total {
+                Some(m::count_users(c, account, filter).await?)
+            } else {
+                None
+            };
             Ok((rows, total))
         })
     }
 
-    pub async fn group_by_id(&self, account: &AccountId, id: &GroupId) -> Result<Option<GroupRecord>, StoreError> {
+    pub async fn group_by_id(
+        &self,
+        account: &AccountId,
+        id: &GroupId,
+    ) -> Result<Option<GroupRecord>, StoreError> {
         read!(self, |c, m| m::group_by_id(c, account, id).await)
     }
 
@@ -257,7 +286,11 @@ impl Store {
     ) -> Result<(Vec<GroupRecord>, Option<i64>), StoreError> {
         read!(self, |c, m| {
             let rows = m::list_groups(c, account, filter, offset, limit).await?;
-            let total = if with_total { Some(m::count_groups(c, account, filter).await?) } else { None };
+            let total = if with_total {
+                Some(m::count_groups(c, account, filter).await?)
+            } else {
+                None
+            };
             Ok((rows, total))
         })
     }
@@ -271,7 +304,10 @@ impl Store {
         read!(self, |c, m| m::member_count(c, group).await)
     }
 
-    pub async fn list_appointments(&self, account: &AccountId) -> Result<Vec<Appointment>, StoreError> {
+    pub async fn list_appointments(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<Appointment>, StoreError> {
         read!(self, |c, m| m::list_appointments(c, account).await)
     }
 
@@ -279,7 +315,11 @@ impl Store {
         read!(self, |c, m| m::list_outbox(c, account).await)
     }
 
-    pub async fn list_log(&self, account: &AccountId, query: &LogQuery) -> Result<Vec<LogRow>, StoreError> {
+    pub async fn list_log(
+        &self,
+        account: &AccountId,
+        query: &LogQuery,
+    ) -> Result<Vec<LogRow>, StoreError> {
         read!(self, |c, m| m::list_log(c, account, query).await)
     }
 
@@ -314,7 +354,11 @@ impl Tx {
         in_tx!(self, |c, m| m::insert_integration(c, row).await)
     }
 
-    pub async fn delete_integration(&mut self, account: &AccountId, name: &str) -> Result<bool, StoreError> {
+    pub async fn delete_integration(
+        &mut self,
+        account: &AccountId,
+        name: &str,
+    ) -> Result<bool, StoreError> {
         in_tx!(self, |c, m| m::delete_integration(c, account, name).await)
     }
 
@@ -326,19 +370,35 @@ impl Tx {
         in_tx!(self, |c, m| m::insert_group(c, g).await)
     }
 
-    pub async fn group_by_id(&mut self, account: &AccountId, id: &GroupId) -> Result<Option<GroupRecord>, StoreError> {
+    pub async fn group_by_id(
+        &mut self,
+        account: &AccountId,
+        id: &GroupId,
+    ) -> Result<Option<GroupRecord>, StoreError> {
         in_tx!(self, |c, m| m::group_by_id(c, account, id).await)
     }
 
-    pub async fn update_group(&mut self, g: &GroupRecord, expected_version: i64) -> Result<bool, StoreError> {
+    pub async fn update_group(
+        &mut self,
+        g: &GroupRecord,
+        expected_version: i64,
+    ) -> Result<bool, StoreError> {
         in_tx!(self, |c, m| m::update_group(c, g, expected_version).await)
     }
 
-    pub async fn delete_group(&mut self, account: &AccountId, id: &GroupId) -> Result<bool, StoreError> {
+    pub async fn delete_group(
+        &mut self,
+        account: &AccountId,
+        id: &GroupId,
+    ) -> Result<bool, StoreError> {
         in_tx!(self, |c, m| m::delete_group(c, account, id).await)
     }
 
-    pub async fn missing_users(&mut self, account: &AccountId, ids: &[String]) -> Result<Vec<String>, StoreError> {
+    pub async fn missing_users(
+        &mut self,
+        account: &AccountId,
+        ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
         in_tx!(self, |c, m| m::missing_users(c, account, ids).await)
     }
 
@@ -346,7 +406,11 @@ impl Tx {
         in_tx!(self, |c, m| m::add_members(c, group, ids).await)
     }
 
-    pub async fn remove_members(&mut self, group: &GroupId, ids: &[String]) -> Result<(), StoreError> {
+    pub async fn remove_members(
+        &mut self,
+        group: &GroupId,
+        ids: &[String],
+    ) -> Result<(), StoreError> {
         in_tx!(self, |c, m| m::remove_members(c, group, ids).await)
     }
 
@@ -356,11 +420,19 @@ impl Tx {
 }
 
 impl DirectoryTx for Tx {
-    async fn user_by_id(&mut self, account: &AccountId, id: &UserId) -> Result<Option<UserRecord>, StoreError> {
+    async fn user_by_id(
+        &mut self,
+        account: &AccountId,
+        id: &UserId,
+    ) -> Result<Option<UserRecord>, StoreError> {
         in_tx!(self, |c, m| m::user_by_id(c, account, id).await)
     }
 
-    async fn user_by_name(&mut self, account: &AccountId, name: &UserName) -> Result<Option<UserRecord>, StoreError> {
+    async fn user_by_name(
+        &mut self,
+        account: &AccountId,
+        name: &UserName,
+    ) -> Result<Option<UserRecord>, StoreError> {
         in_tx!(self, |c, m| m::user_by_name(c, account, name).await)
     }
 
@@ -368,7 +440,11 @@ impl DirectoryTx for Tx {
         in_tx!(self, |c, m| m::insert_user(c, user).await)
     }
 
-    async fn update_user(&mut self, user: &UserRecord, expected_version: i64) -> Result<bool, StoreError> {
+    async fn update_user(
+        &mut self,
+        user: &UserRecord,
+        expected_version: i64,
+    ) -> Result<bool, StoreError> {
         in_tx!(self, |c, m| m::update_user(c, user, expected_version).await)
     }
 
@@ -385,7 +461,12 @@ impl DirectoryTx for Tx {
         in_tx!(self, |c, m| m::upcoming_hosted(c, account, user, now).await)
     }
 
-    async fn cancel_appointment(&mut self, id: &AppointmentId, now: DateTime<Utc>, reason: &str) -> Result<(), StoreError> {
+    async fn cancel_appointment(
+        &mut self,
+        id: &AppointmentId,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         in_tx!(self, |c, m| m::cancel_appointment(c, id, now, reason).await)
     }
 

@@ -2,7 +2,6 @@
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-
 pub type Db = sqlx::Postgres;
 
 include!("backend.rs");
@@ -17,8 +16,13 @@ impl PgStore {
     pub async fn open(url: &str, max: u32, schema: Option<&str>) -> Result<Self, StoreError> {
         let mut options: PgConnectOptions = url.parse().map_err(db_err)?;
         if let Some(schema) = schema {
-            if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(StoreError::Database("schema name must be [A-Za-z0-9_]".into()));
+            if !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(StoreError::Database(
+                    "schema name must be [A-Za-z0-9_]".into(),
+                ));
             }
             let mut admin = PgPoolOptions::new()
                 .max_connections(1)
@@ -28,10 +32,12 @@ impl PgStore {
                 .acquire()
                 .await
                 .map_err(db_err)?;
-            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
-                .execute(&mut *admin)
-                .await
-                .map_err(db_err)?;
+            sqlx::query(AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+            )))
+            .execute(&mut *admin)
+            .await
+            .map_err(db_err)?;
             options = options.options([("search_path", schema)]);
         }
         let pool = PgPoolOptions::new()

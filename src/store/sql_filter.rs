@@ -62,16 +62,28 @@ struct Multi {
 
 fn email_sub(name: &str) -> Option<Column> {
     match name.to_ascii_lowercase().as_str() {
-        "value" => Some(Column { expr: "e.value_lower", kind: Kind::TextFolded }),
-        "type" => Some(Column { expr: "lower(e.type)", kind: Kind::TextFolded }),
-        "primary" => Some(Column { expr: "e.is_primary", kind: Kind::Bool }),
+        "value" => Some(Column {
+            expr: "e.value_lower",
+            kind: Kind::TextFolded,
+        }),
+        "type" => Some(Column {
+            expr: "lower(e.type)",
+            kind: Kind::TextFolded,
+        }),
+        "primary" => Some(Column {
+            expr: "e.is_primary",
+            kind: Kind::Bool,
+        }),
         _ => None,
     }
 }
 
 fn member_sub(name: &str) -> Option<Column> {
     match name.to_ascii_lowercase().as_str() {
-        "value" => Some(Column { expr: "m.user_id", kind: Kind::TextExact }),
+        "value" => Some(Column {
+            expr: "m.user_id",
+            kind: Kind::TextExact,
+        }),
         _ => None,
     }
 }
@@ -110,8 +122,13 @@ fn resolve(target: Target, path: &AttrPath) -> Result<Attr, Unsupported> {
     let (u, g) = (target == Target::User, target == Target::Group);
     match (name.as_str(), sub.as_deref()) {
         ("id", None) => col(if u { "u.id" } else { "g.id" }, Kind::TextExact),
-        ("externalid", None) => col(if u { "u.external_id" } else { "g.external_id" }, Kind::TextExact),
-        ("meta", Some("created")) => col(if u { "u.created_at" } else { "g.created_at" }, Kind::Time),
+        ("externalid", None) => col(
+            if u { "u.external_id" } else { "g.external_id" },
+            Kind::TextExact,
+        ),
+        ("meta", Some("created")) => {
+            col(if u { "u.created_at" } else { "g.created_at" }, Kind::Time)
+        }
         ("meta", Some("lastmodified")) => {
             col(if u { "u.updated_at" } else { "g.updated_at" }, Kind::Time)
         }
@@ -129,7 +146,8 @@ fn resolve(target: Target, path: &AttrPath) -> Result<Attr, Unsupported> {
             match target {
                 Target::User =>
                     "id, userName, externalId, displayName, name.givenName, name.familyName, active, emails[.value|.type|.primary], meta.created, meta.lastModified",
-                Target::Group => "id, displayName, externalId, members[.value], meta.created, meta.lastModified",
+                Target::Group =>
+                    "id, displayName, externalId, members[.value], meta.created, meta.lastModified",
             }
         ))),
     }
@@ -149,7 +167,12 @@ impl Builder {
         format!("${n}")
     }
 
-    fn node(&mut self, f: &Filter, element: Option<&Multi>, depth: usize) -> Result<String, Unsupported> {
+    fn node(
+        &mut self,
+        f: &Filter,
+        element: Option<&Multi>,
+        depth: usize,
+    ) -> Result<String, Unsupported> {
         if depth > 64 {
             return Err(Unsupported("filter is nested too deeply".to_owned()));
         }
@@ -172,7 +195,9 @@ impl Builder {
             Filter::Compare { path, op, value } => self.leaf(path, Some((*op, value)), element),
             Filter::ValuePath { path, filter } => {
                 if element.is_some() {
-                    return Err(Unsupported("nested value filters are not supported".to_owned()));
+                    return Err(Unsupported(
+                        "nested value filters are not supported".to_owned(),
+                    ));
                 }
                 match resolve(self.target, path)? {
                     Attr::Multi(multi, None) => {
@@ -197,10 +222,16 @@ impl Builder {
         if let Some(multi) = element {
             // Inside `attr[...]`: paths name sub-attributes of the element.
             if path.sub_attr.is_some() || path.schema.is_some() {
-                return Err(Unsupported(format!("{:?} is not a sub-attribute", path.dotted())));
+                return Err(Unsupported(format!(
+                    "{:?} is not a sub-attribute",
+                    path.dotted()
+                )));
             }
             let column = (multi.sub)(&path.name).ok_or_else(|| {
-                Unsupported(format!("unknown sub-attribute {:?} in value filter", path.name))
+                Unsupported(format!(
+                    "unknown sub-attribute {:?} in value filter",
+                    path.name
+                ))
             })?;
             return self.compare(column, cmp);
         }
@@ -209,7 +240,10 @@ impl Builder {
             Attr::Multi(multi, sub) => {
                 let sub = sub.as_deref().unwrap_or(multi.default_sub);
                 let column = (multi.sub)(sub).ok_or_else(|| {
-                    Unsupported(format!("unknown sub-attribute {:?} of {:?}", sub, path.name))
+                    Unsupported(format!(
+                        "unknown sub-attribute {:?} of {:?}",
+                        sub, path.name
+                    ))
                 })?;
                 let inner = self.compare(column, cmp)?;
                 Ok(format!("EXISTS ({} AND {inner})", multi.from))
@@ -217,7 +251,11 @@ impl Builder {
         }
     }
 
-    fn compare(&mut self, column: Column, cmp: Option<(CompareOp, &CompValue)>) -> Result<String, Unsupported> {
+    fn compare(
+        &mut self,
+        column: Column,
+        cmp: Option<(CompareOp, &CompValue)>,
+    ) -> Result<String, Unsupported> {
         let c = column.expr;
         let Some((op, value)) = cmp else {
             return Ok(match column.kind {
@@ -229,24 +267,32 @@ impl Builder {
             return match op {
                 CompareOp::Eq => Ok(format!("({c} IS NULL)")),
                 CompareOp::Ne => Ok(format!("({c} IS NOT NULL)")),
-                _ => Err(Unsupported("null can only be compared with eq or ne".to_owned())),
+                _ => Err(Unsupported(
+                    "null can only be compared with eq or ne".to_owned(),
+                )),
             };
         }
         match column.kind {
             Kind::Bool => {
                 let CompValue::Bool(b) = value else {
-                    return Err(Unsupported("a boolean attribute is compared with true or false".to_owned()));
+                    return Err(Unsupported(
+                        "a boolean attribute is compared with true or false".to_owned(),
+                    ));
                 };
                 let p = self.bind(Param::Bool(*b));
                 match op {
                     CompareOp::Eq => Ok(format!("({c} = {p})")),
                     CompareOp::Ne => Ok(format!("({c} <> {p})")),
-                    _ => Err(Unsupported("a boolean attribute only supports eq, ne and pr".to_owned())),
+                    _ => Err(Unsupported(
+                        "a boolean attribute only supports eq, ne and pr".to_owned(),
+                    )),
                 }
             }
             Kind::Time => {
                 let CompValue::String(s) = value else {
-                    return Err(Unsupported("a dateTime attribute is compared with an RFC 3339 string".to_owned()));
+                    return Err(Unsupported(
+                        "a dateTime attribute is compared with an RFC 3339 string".to_owned(),
+                    ));
                 };
                 let t = DateTime::parse_from_rfc3339(s)
                     .map_err(|_| Unsupported(format!("{s:?} is not an RFC 3339 date-time")))?
@@ -259,7 +305,11 @@ impl Builder {
                     CompareOp::Ge => ">=",
                     CompareOp::Lt => "<",
                     CompareOp::Le => "<=",
-                    _ => return Err(Unsupported("co, sw and ew do not apply to dateTime attributes".to_owned())),
+                    _ => {
+                        return Err(Unsupported(
+                            "co, sw and ew do not apply to dateTime attributes".to_owned(),
+                        ));
+                    }
                 };
                 Ok(format!("({c} {sym} {p})"))
             }
@@ -270,11 +320,17 @@ impl Builder {
                     CompValue::Bool(b) => b.to_string(),
                     CompValue::Null => String::new(),
                 };
-                let v = if matches!(column.kind, Kind::TextFolded) { raw.to_lowercase() } else { raw };
+                let v = if matches!(column.kind, Kind::TextFolded) {
+                    raw.to_lowercase()
+                } else {
+                    raw
+                };
                 let like = |pat: String| format!("({c} LIKE {pat} ESCAPE '\\')");
                 Ok(match op {
                     CompareOp::Eq => format!("({c} = {})", self.bind(Param::Text(v))),
-                    CompareOp::Ne => format!("({c} IS NULL OR {c} <> {})", self.bind(Param::Text(v))),
+                    CompareOp::Ne => {
+                        format!("({c} IS NULL OR {c} <> {})", self.bind(Param::Text(v)))
+                    }
                     CompareOp::Co => like(self.bind(Param::Text(format!("%{}%", escape_like(&v))))),
                     CompareOp::Sw => like(self.bind(Param::Text(format!("{}%", escape_like(&v))))),
                     CompareOp::Ew => like(self.bind(Param::Text(format!("%{}", escape_like(&v))))),
@@ -300,14 +356,21 @@ fn escape_like(s: &str) -> String {
 }
 
 /// Translates `filter` for `target`; parameters are numbered from `first_param`.
-pub fn translate(filter: &Filter, target: Target, first_param: usize) -> Result<Where, Unsupported> {
+pub fn translate(
+    filter: &Filter,
+    target: Target,
+    first_param: usize,
+) -> Result<Where, Unsupported> {
     let mut b = Builder {
         target,
         next: first_param,
         params: Vec::new(),
     };
     let sql = b.node(filter, None, 0)?;
-    Ok(Where { sql, params: b.params })
+    Ok(Where {
+        sql,
+        params: b.params,
+    })
 }
 
 #[cfg(test)]
@@ -329,8 +392,15 @@ mod tests {
     #[test]
     fn entra_email_value_path() {
         let w = user(r#"emails[type eq "work"].value eq "A@b.com""#).unwrap();
-        assert!(w.sql.starts_with("EXISTS (SELECT 1 FROM user_emails e"), "{}", w.sql);
-        assert_eq!(w.params, vec![Param::Text("work".into()), Param::Text("a@b.com".into())]);
+        assert!(
+            w.sql.starts_with("EXISTS (SELECT 1 FROM user_emails e"),
+            "{}",
+            w.sql
+        );
+        assert_eq!(
+            w.params,
+            vec![Param::Text("work".into()), Param::Text("a@b.com".into())]
+        );
     }
 
     #[test]
@@ -344,16 +414,36 @@ mod tests {
         assert!(user(r#"title eq "x""#).is_err());
         assert!(user(r#"active co "x""#).is_err());
         assert!(user(r#"meta.created gt "yesterday""#).is_err());
-        assert!(user(r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "x""#).is_err());
-        let g = translate(&parse_filter(r#"userName eq "x@y.z""#).unwrap(), Target::Group, 1);
+        assert!(
+            user(r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "x""#)
+                .is_err()
+        );
+        let g = translate(
+            &parse_filter(r#"userName eq "x@y.z""#).unwrap(),
+            Target::Group,
+            1,
+        );
         assert!(g.is_err());
     }
 
     #[test]
     fn group_members_filter() {
-        let w = translate(&parse_filter(r#"members[value eq "abc"]"#).unwrap(), Target::Group, 1).unwrap();
-        assert_eq!(w.sql, "EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = g.id AND (m.user_id = $1))");
-        let w = translate(&parse_filter(r#"displayName eq "Sales" and members.value eq "abc""#).unwrap(), Target::Group, 1).unwrap();
+        let w = translate(
+            &parse_filter(r#"members[value eq "abc"]"#).unwrap(),
+            Target::Group,
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            w.sql,
+            "EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = g.id AND (m.user_id = $1))"
+        );
+        let w = translate(
+            &parse_filter(r#"displayName eq "Sales" and members.value eq "abc""#).unwrap(),
+            Target::Group,
+            1,
+        )
+        .unwrap();
         assert_eq!(w.params.len(), 2);
     }
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-
 pub type Db = sqlx::Sqlite;
 
 include!("backend.rs");
@@ -51,7 +50,10 @@ impl SqliteStore {
     }
 
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
-        self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
+        self.write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)
     }
 
     pub async fn close(&self) {

@@ -46,7 +46,10 @@ impl TestStore {
     pub async fn new(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let (url, schema) = match backend {
-            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("essentry.db").display()), None),
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("essentry.db").display()),
+                None,
+            ),
             Backend::Postgres => {
                 let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
                 (postgres_url(), Some(schema))
@@ -58,8 +61,18 @@ impl TestStore {
             pg_schema: schema.clone(),
         })
         .await
-        .unwrap_or_else(|e| panic!("{backend:?} store: {e} (is PostgreSQL at {} reachable?)", postgres_url()));
-        Self { store, backend, schema, dir }
+        .unwrap_or_else(|e| {
+            panic!(
+                "{backend:?} store: {e} (is PostgreSQL at {} reachable?)",
+                postgres_url()
+            )
+        });
+        Self {
+            store,
+            backend,
+            schema,
+            dir,
+        }
     }
 
     /// Drops the PostgreSQL schema (SQLite's folder goes with the TempDir).
@@ -74,13 +87,17 @@ impl TestStore {
 async fn drop_schema(sql: &str) -> Result<(), sqlx::Error> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(&postgres_url()).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await?;
     Ok(())
 }
 
 /// The pinned "now" of every test server.
 pub fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).single().expect("valid time")
+    Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0)
+        .single()
+        .expect("valid time")
 }
 
 /// A running server.
@@ -117,15 +134,22 @@ impl TestApp {
 
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Self {
         let ts = TestStore::new(backend).await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let mut settings = Settings::default();
         settings.server.listen = addr.to_string();
         settings.server.public_url = Some(format!("http://{addr}"));
         tweak(&mut settings);
         let clock = Arc::new(ManualClock::new(t0()));
-        let TestStore { store, schema, dir, .. } = ts;
-        let account = store.ensure_account("default", clock.now()).await.expect("account");
+        let TestStore {
+            store, schema, dir, ..
+        } = ts;
+        let account = store
+            .ensure_account("default", clock.now())
+            .await
+            .expect("account");
         let key = SecretKey::load_or_create(&dir.path().join("secret.key")).expect("key");
         let (_, token) = integrations::create_scim(
             &store,
@@ -183,16 +207,23 @@ impl TestApp {
         if let Some(b) = body {
             req = req.header("content-type", SCIM_JSON).body(b.to_string());
         }
-        let resp = tweak(req).send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        let resp = tweak(req)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.expect("body");
         let body = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text))
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -228,15 +259,30 @@ impl TestApp {
                 }),
             )
             .await;
-        assert_eq!(r.status, StatusCode::CREATED, "create {user_name}: {}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "create {user_name}: {}",
+            r.body
+        );
         r.body["id"].as_str().expect("id").to_owned()
     }
 
     /// Adds an appointment hosted by `host` starting `in_hours` from the pinned now.
-    pub async fn add_appointment(&self, host: &str, title: &str, in_hours: i64, guests: &[(&str, &str)]) -> Appointment {
+    pub async fn add_appointment(
+        &self,
+        host: &str,
+        title: &str,
+        in_hours: i64,
+        guests: &[(&str, &str)],
+    ) -> Appointment {
         let store = self.store();
         let host_name = UserName::parse(host).expect("host email");
-        let host = store.user_by_name(&self.account, &host_name).await.expect("db").expect("host exists");
+        let host = store
+            .user_by_name(&self.account, &host_name)
+            .await
+            .expect("db")
+            .expect("host exists");
         let starts = self.clock.now() + TimeDelta::hours(in_hours);
         let a = Appointment {
             id: AppointmentId::generate(),
@@ -258,7 +304,10 @@ impl TestApp {
             cancel_reason: None,
             guests: guests
                 .iter()
-                .map(|(n, e)| Guest { name: (*n).to_owned(), email: (*e).to_owned() })
+                .map(|(n, e)| Guest {
+                    name: (*n).to_owned(),
+                    email: (*e).to_owned(),
+                })
                 .collect(),
         };
         let mut tx = store.begin().await.expect("tx");
