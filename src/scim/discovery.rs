@@ -59,6 +59,19 @@ fn reference_types(name: &str) -> Value {
     }
 }
 
+/// RFC 7643 §4.1.2 / §8.7.1 canonical `type` values of multi-valued attributes.
+fn canonical_types(attribute: &str) -> Option<&'static [&'static str]> {
+    Some(match attribute {
+        "emails" | "addresses" => &["work", "home", "other"],
+        "phoneNumbers" => &["work", "home", "mobile", "fax", "pager", "other"],
+        "ims" => &["aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"],
+        "photos" => &["photo", "thumbnail"],
+        // Groups hold users only.
+        "members" => &["User"],
+        _ => return None,
+    })
+}
+
 fn attribute_json(def: &AttrDef, resource: &str) -> Value {
     let returned = match (def.name, def.mutability) {
         ("id", _) => "always",
@@ -100,6 +113,11 @@ fn attribute_json(def: &AttrDef, resource: &str) -> Value {
                         "returned": "default",
                         "uniqueness": "none",
                     });
+                    if *name == "type"
+                        && let (Some(o), Some(values)) = (s.as_object_mut(), canonical_types(def.name))
+                    {
+                        o.insert("canonicalValues".to_owned(), json!(values));
+                    }
                     if *kind == AttrKind::Reference
                         && let Some(o) = s.as_object_mut()
                     {

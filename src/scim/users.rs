@@ -269,6 +269,8 @@ pub async fn patch(
         );
         resource.insert("active".to_owned(), json!(current.attrs.active));
         patch::apply(&mut resource, &ops, &USER_SCHEMA)?;
+        // essentry users sign in through their company's IdP: a password is never kept.
+        resource.remove("password");
         let desired = resource::user_from_resource(resource)?;
         let outcome = directory::update_user(&mut tx, &ctx, &id, desired, expected).await?;
         tx.commit().await?;
