@@ -216,7 +216,12 @@ pub fn user_json(user: &UserRecord, base_url: &str) -> Value {
     );
     out.insert("id".to_owned(), json!(user.id.as_str()));
     // `password` is writeOnly (returned: never); it is not stored, and never echoed.
-    for (k, v) in user.attrs.resource.iter().filter(|(k, _)| k.as_str() != "password") {
+    for (k, v) in user
+        .attrs
+        .resource
+        .iter()
+        .filter(|(k, _)| k.as_str() != "password")
+    {
         out.insert(k.clone(), v.clone());
     }
     out.insert("userName".to_owned(), json!(user.attrs.user_name.as_str()));

@@ -3,4 +3,7 @@
 
 mod support;
 
+mod cli;
 mod deprovision;
+mod entra_tutorial;
+mod store;

@@ -367,7 +367,10 @@ fn apply_whole_extension(
     };
     // A client may repeat the extension's `schemas` inside its value object (scim2-tester
     // does); it names the extension we are already in, so it carries nothing to store.
-    for (key, v) in object.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("schemas")) {
+    for (key, v) in object
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("schemas"))
+    {
         let mut path = parse_patch_path(key).map_err(|e| {
             PatchError::new(
                 PatchErrorKind::InvalidPath,
