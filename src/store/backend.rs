@@ -14,9 +14,7 @@ use crate::domain::{
     UserId, UserName, UserRecord,
 };
 use crate::store::sql_filter::{Param, Where};
-use crate::store::{
-    IntegrationRow, LogQuery, LogRow, OutboxRow, corrupt, db_err,
-};
+use crate::store::{IntegrationRow, LogQuery, LogRow, OutboxRow, corrupt, db_err};
 
 pub type Conn = <Db as Database>::Connection;
 type DbRow = <Db as Database>::Row;
@@ -187,9 +185,11 @@ pub async fn list_integrations(
             .await
         }
         None => {
-            sqlx::query(AssertSqlSafe(format!("{INTEGRATION_SELECT} ORDER BY a.name, i.name")))
-                .fetch_all(&mut *c)
-                .await
+            sqlx::query(AssertSqlSafe(format!(
+                "{INTEGRATION_SELECT} ORDER BY a.name, i.name"
+            )))
+            .fetch_all(&mut *c)
+            .await
         }
     }
     .map_err(db_err)?;
@@ -214,24 +214,31 @@ pub async fn integration_by_token_hash(
     c: &mut Conn,
     hash: &[u8],
 ) -> Result<Option<IntegrationRow>, StoreError> {
-    let row = sqlx::query(AssertSqlSafe(format!("{INTEGRATION_SELECT} WHERE i.token_hash = $1")))
-        .bind(hash)
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(db_err)?;
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "{INTEGRATION_SELECT} WHERE i.token_hash = $1"
+    )))
+    .bind(hash)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db_err)?;
     row.as_ref().map(integration_from_row).transpose()
 }
 
 // ---------------------------------------------------------------------------------------------
 // Users
 
+/// `lock`: inside a write transaction, lock the row until commit (PostgreSQL `FOR UPDATE`;
+/// SQLite's single writer already serialises writes), so a concurrent writer waits and then
+/// reads the committed version instead of losing an optimistic race.
 pub async fn user_by_id(
     c: &mut Conn,
     account: &AccountId,
     id: &UserId,
+    lock: bool,
 ) -> Result<Option<UserRecord>, StoreError> {
     let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {USER_COLS} FROM users u WHERE u.account_id = $1 AND u.id = $2"
+        "SELECT {USER_COLS} FROM users u WHERE u.account_id = $1 AND u.id = $2{}",
+        if lock { ROW_LOCK } else { "" }
     )))
     .bind(account.as_str())
     .bind(id.as_str())
@@ -348,7 +355,11 @@ pub async fn update_user(
     Ok(true)
 }
 
-pub async fn delete_user(c: &mut Conn, account: &AccountId, id: &UserId) -> Result<bool, StoreError> {
+pub async fn delete_user(
+    c: &mut Conn,
+    account: &AccountId,
+    id: &UserId,
+) -> Result<bool, StoreError> {
     let done = sqlx::query("DELETE FROM users WHERE account_id = $1 AND id = $2")
         .bind(account.as_str())
         .bind(id.as_str())
@@ -387,7 +398,10 @@ pub async fn count_users(
     account: &AccountId,
     filter: Option<&Where>,
 ) -> Result<i64, StoreError> {
-    let sql = format!("SELECT COUNT(*) AS n FROM users u WHERE u.account_id = $1{}", where_sql(filter));
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM users u WHERE u.account_id = $1{}",
+        where_sql(filter)
+    );
     let q = sqlx::query(AssertSqlSafe(sql)).bind(account.as_str());
     let q = bind_params(q, filter.map(|w| w.params.as_slice()).unwrap_or(&[]));
     let row = q.fetch_one(&mut *c).await.map_err(db_err)?;
@@ -421,9 +435,11 @@ pub async fn group_by_id(
     c: &mut Conn,
     account: &AccountId,
     id: &GroupId,
+    lock: bool,
 ) -> Result<Option<GroupRecord>, StoreError> {
     let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {GROUP_COLS} FROM groups g WHERE g.account_id = $1 AND g.id = $2"
+        "SELECT {GROUP_COLS} FROM groups g WHERE g.account_id = $1 AND g.id = $2{}",
+        if lock { ROW_LOCK } else { "" }
     )))
     .bind(account.as_str())
     .bind(id.as_str())
@@ -434,7 +450,11 @@ pub async fn group_by_id(
 }
 
 /// Writes `g` (carrying its new version) if the stored version is still `expected_version`.
-pub async fn update_group(c: &mut Conn, g: &GroupRecord, expected_version: i64) -> Result<bool, StoreError> {
+pub async fn update_group(
+    c: &mut Conn,
+    g: &GroupRecord,
+    expected_version: i64,
+) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE groups SET display_name = $3, display_name_lower = $4, external_id = $5, \
          resource = $6, version = $7, updated_at = $8 \
@@ -455,7 +475,11 @@ pub async fn update_group(c: &mut Conn, g: &GroupRecord, expected_version: i64) 
     Ok(done.rows_affected() > 0)
 }
 
-pub async fn delete_group(c: &mut Conn, account: &AccountId, id: &GroupId) -> Result<bool, StoreError> {
+pub async fn delete_group(
+    c: &mut Conn,
+    account: &AccountId,
+    id: &GroupId,
+) -> Result<bool, StoreError> {
     let done = sqlx::query("DELETE FROM groups WHERE account_id = $1 AND id = $2")
         .bind(account.as_str())
         .bind(id.as_str())
@@ -489,7 +513,10 @@ pub async fn count_groups(
     account: &AccountId,
     filter: Option<&Where>,
 ) -> Result<i64, StoreError> {
-    let sql = format!("SELECT COUNT(*) AS n FROM groups g WHERE g.account_id = $1{}", where_sql(filter));
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM groups g WHERE g.account_id = $1{}",
+        where_sql(filter)
+    );
     let q = sqlx::query(AssertSqlSafe(sql)).bind(account.as_str());
     let q = bind_params(q, filter.map(|w| w.params.as_slice()).unwrap_or(&[]));
     let row = q.fetch_one(&mut *c).await.map_err(db_err)?;
@@ -497,11 +524,18 @@ pub async fn count_groups(
 }
 
 fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The ids among `ids` that are not users of `account`.
-pub async fn missing_users(c: &mut Conn, account: &AccountId, ids: &[String]) -> Result<Vec<String>, StoreError> {
+pub async fn missing_users(
+    c: &mut Conn,
+    account: &AccountId,
+    ids: &[String],
+) -> Result<Vec<String>, StoreError> {
     let mut missing = Vec::new();
     for chunk in ids.chunks(CHUNK) {
         let sql = format!(
@@ -512,8 +546,12 @@ pub async fn missing_users(c: &mut Conn, account: &AccountId, ids: &[String]) ->
         for id in chunk {
             q = q.bind(id.as_str());
         }
-        let found: std::collections::HashSet<String> =
-            q.fetch_all(&mut *c).await.map_err(db_err)?.into_iter().collect();
+        let found: std::collections::HashSet<String> = q
+            .fetch_all(&mut *c)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .collect();
         missing.extend(chunk.iter().filter(|id| !found.contains(*id)).cloned());
     }
     Ok(missing)
@@ -538,7 +576,11 @@ pub async fn add_members(c: &mut Conn, group: &GroupId, ids: &[String]) -> Resul
     Ok(())
 }
 
-pub async fn remove_members(c: &mut Conn, group: &GroupId, ids: &[String]) -> Result<(), StoreError> {
+pub async fn remove_members(
+    c: &mut Conn,
+    group: &GroupId,
+    ids: &[String],
+) -> Result<(), StoreError> {
     for chunk in ids.chunks(CHUNK) {
         let sql = format!(
             "DELETE FROM group_members WHERE group_id = $1 AND user_id IN ({})",
@@ -563,7 +605,10 @@ pub async fn clear_members(c: &mut Conn, group: &GroupId) -> Result<(), StoreErr
 }
 
 /// Member user ids with their userName, in a stable order.
-pub async fn members_of(c: &mut Conn, group: &GroupId) -> Result<Vec<(String, String)>, StoreError> {
+pub async fn members_of(
+    c: &mut Conn,
+    group: &GroupId,
+) -> Result<Vec<(String, String)>, StoreError> {
     let rows = sqlx::query(
         "SELECT m.user_id, u.user_name FROM group_members m JOIN users u ON u.id = m.user_id \
          WHERE m.group_id = $1 ORDER BY u.seq",
@@ -573,7 +618,12 @@ pub async fn members_of(c: &mut Conn, group: &GroupId) -> Result<Vec<(String, St
     .await
     .map_err(db_err)?;
     rows.iter()
-        .map(|r| Ok((r.try_get("user_id").map_err(db_err)?, r.try_get("user_name").map_err(db_err)?)))
+        .map(|r| {
+            Ok((
+                r.try_get("user_id").map_err(db_err)?,
+                r.try_get("user_name").map_err(db_err)?,
+            ))
+        })
         .collect()
 }
 
@@ -680,7 +730,10 @@ pub async fn upcoming_hosted(
     appointments_from_rows(&rows)
 }
 
-pub async fn list_appointments(c: &mut Conn, account: &AccountId) -> Result<Vec<Appointment>, StoreError> {
+pub async fn list_appointments(
+    c: &mut Conn,
+    account: &AccountId,
+) -> Result<Vec<Appointment>, StoreError> {
     let rows = sqlx::query(AssertSqlSafe(format!(
         "{APPOINTMENT_SELECT} WHERE a.account_id = $1 ORDER BY a.starts_at, a.id, ag.position"
     )))
@@ -772,7 +825,8 @@ pub async fn list_outbox(c: &mut Conn, account: &AccountId) -> Result<Vec<Outbox
 }
 
 pub async fn write_log(c: &mut Conn, e: &LogEntry) -> Result<(), StoreError> {
-    let modified = serde_json::to_string(&e.modified).map_err(|err| StoreError::Database(Box::new(err)))?;
+    let modified =
+        serde_json::to_string(&e.modified).map_err(|err| StoreError::Database(Box::new(err)))?;
     sqlx::query(
         "INSERT INTO provisioning_log (id, account_id, integration_id, cycle_id, source, action, \
          status, user_id, user_name, source_object_id, modified, error_code, error_message, \
@@ -799,7 +853,11 @@ pub async fn write_log(c: &mut Conn, e: &LogEntry) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub async fn list_log(c: &mut Conn, account: &AccountId, q: &LogQuery) -> Result<Vec<LogRow>, StoreError> {
+pub async fn list_log(
+    c: &mut Conn,
+    account: &AccountId,
+    q: &LogQuery,
+) -> Result<Vec<LogRow>, StoreError> {
     let mut sql = String::from(
         "SELECT l.at, i.name AS integration, l.cycle_id, l.source, l.action, l.status, l.user_id, \
          l.user_name, l.source_object_id, l.modified, l.error_code, l.error_message, l.duration_ms \
@@ -810,7 +868,10 @@ pub async fn list_log(c: &mut Conn, account: &AccountId, q: &LogQuery) -> Result
     let mut text_params: Vec<String> = Vec::new();
     for (col, val) in [
         ("i.name", q.integration.as_ref()),
-        ("lower(l.user_name)", q.user_name.as_ref().map(|u| u.to_lowercase()).as_ref()),
+        (
+            "lower(l.user_name)",
+            q.user_name.as_ref().map(|u| u.to_lowercase()).as_ref(),
+        ),
         ("l.cycle_id", q.cycle_id.as_ref()),
         ("l.status", q.status.as_ref()),
     ] {
@@ -823,7 +884,10 @@ pub async fn list_log(c: &mut Conn, account: &AccountId, q: &LogQuery) -> Result
     if q.since.is_some() {
         sql.push_str(&format!(" AND l.at >= ${n}"));
     }
-    sql.push_str(&format!(" ORDER BY l.seq DESC LIMIT {}", q.limit.clamp(1, 100_000)));
+    sql.push_str(&format!(
+        " ORDER BY l.seq DESC LIMIT {}",
+        q.limit.clamp(1, 100_000)
+    ));
     let mut query = sqlx::query(AssertSqlSafe(sql)).bind(account.as_str());
     for p in &text_params {
         query = query.bind(p.as_str());

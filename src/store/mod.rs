@@ -237,7 +237,7 @@ impl Store {
         account: &AccountId,
         id: &UserId,
     ) -> Result<Option<UserRecord>, StoreError> {
-        read!(self, |c, m| m::user_by_id(c, account, id).await)
+        read!(self, |c, m| m::user_by_id(c, account, id, false).await)
     }
 
     pub async fn user_by_name(
@@ -273,7 +273,7 @@ impl Store {
         account: &AccountId,
         id: &GroupId,
     ) -> Result<Option<GroupRecord>, StoreError> {
-        read!(self, |c, m| m::group_by_id(c, account, id).await)
+        read!(self, |c, m| m::group_by_id(c, account, id, false).await)
     }
 
     pub async fn list_groups(
@@ -375,7 +375,7 @@ impl Tx {
         account: &AccountId,
         id: &GroupId,
     ) -> Result<Option<GroupRecord>, StoreError> {
-        in_tx!(self, |c, m| m::group_by_id(c, account, id).await)
+        in_tx!(self, |c, m| m::group_by_id(c, account, id, true).await)
     }
 
     pub async fn update_group(
@@ -425,7 +425,7 @@ impl DirectoryTx for Tx {
         account: &AccountId,
         id: &UserId,
     ) -> Result<Option<UserRecord>, StoreError> {
-        in_tx!(self, |c, m| m::user_by_id(c, account, id).await)
+        in_tx!(self, |c, m| m::user_by_id(c, account, id, true).await)
     }
 
     async fn user_by_name(

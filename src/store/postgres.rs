@@ -4,6 +4,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub type Db = sqlx::Postgres;
 
+/// Appended to reads that lock a row inside a write transaction.
+const ROW_LOCK: &str = " FOR UPDATE";
+
 include!("backend.rs");
 
 pub struct PgStore {

@@ -9,6 +9,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub type Db = sqlx::Sqlite;
 
+/// Appended to reads that lock a row inside a write transaction.
+const ROW_LOCK: &str = "";
+
 include!("backend.rs");
 
 pub struct SqliteStore {
