@@ -1,4 +1,5 @@
 -- essentry directory: accounts, integrations, users, groups, appointments, outbox, provisioning log.
+-- *_lower columns hold Unicode case folding done in Rust: SQLite's lower() folds ASCII only.
 -- Timestamps are RFC 3339 text in UTC (sqlx's chrono encoding); booleans are 0/1 integers.
 
 CREATE TABLE accounts (
@@ -30,6 +31,9 @@ CREATE TABLE users (
     given_name       TEXT,
     family_name      TEXT,
     display_name     TEXT,
+    given_name_lower TEXT,
+    family_name_lower TEXT,
+    display_name_lower TEXT,
     external_id      TEXT,
     active           INTEGER NOT NULL DEFAULT 1,
     entra_object_id  TEXT,
@@ -47,6 +51,7 @@ CREATE TABLE user_emails (
     user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     position    INTEGER NOT NULL,
     type        TEXT,
+    type_lower  TEXT,
     value       TEXT,
     value_lower TEXT,
     is_primary  INTEGER NOT NULL DEFAULT 0,

@@ -89,6 +89,11 @@ fn group_from_row(row: &DbRow) -> Result<GroupRecord, StoreError> {
     })
 }
 
+/// Unicode case folding for the `*_lower` columns that case-insensitive filters compare.
+fn folded(v: &Option<String>) -> Option<String> {
+    v.as_ref().map(|s| s.to_lowercase())
+}
+
 fn resource_text(m: &Map<String, Value>) -> String {
     Value::Object(m.clone()).to_string()
 }
@@ -274,12 +279,13 @@ async fn write_emails(c: &mut Conn, user: &UserRecord, replace: bool) -> Result<
     }
     for (i, e) in user.attrs.emails().iter().enumerate() {
         sqlx::query(
-            "INSERT INTO user_emails (user_id, position, type, value, value_lower, is_primary) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO user_emails (user_id, position, type, type_lower, value, value_lower, \
+             is_primary) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(user.id.as_str())
         .bind(i64::try_from(i).unwrap_or(i64::MAX))
         .bind(e.kind.as_deref())
+        .bind(e.kind.as_ref().map(|v| v.to_lowercase()))
         .bind(e.value.as_deref())
         .bind(e.value.as_ref().map(|v| v.to_lowercase()))
         .bind(e.primary)
@@ -295,8 +301,8 @@ pub async fn insert_user(c: &mut Conn, user: &UserRecord) -> Result<(), StoreErr
     sqlx::query(
         "INSERT INTO users (id, account_id, user_name, user_name_lower, given_name, family_name, \
          display_name, external_id, active, entra_object_id, source, resource, version, \
-         created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         created_at, updated_at, given_name_lower, family_name_lower, display_name_lower) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
     .bind(user.id.as_str())
     .bind(user.account_id.as_str())
@@ -313,6 +319,9 @@ pub async fn insert_user(c: &mut Conn, user: &UserRecord) -> Result<(), StoreErr
     .bind(user.version)
     .bind(user.created_at)
     .bind(user.updated_at)
+    .bind(folded(&a.given_name))
+    .bind(folded(&a.family_name))
+    .bind(folded(&a.display_name))
     .execute(&mut *c)
     .await
     .map_err(db_err)?;
@@ -328,7 +337,8 @@ pub async fn update_user(
     let done = sqlx::query(
         "UPDATE users SET user_name = $3, user_name_lower = $4, given_name = $5, \
          family_name = $6, display_name = $7, external_id = $8, active = $9, \
-         entra_object_id = $10, resource = $11, version = $12, updated_at = $13 \
+         entra_object_id = $10, resource = $11, version = $12, updated_at = $13, \
+         given_name_lower = $15, family_name_lower = $16, display_name_lower = $17 \
          WHERE account_id = $1 AND id = $2 AND version = $14",
     )
     .bind(user.account_id.as_str())
@@ -345,6 +355,9 @@ pub async fn update_user(
     .bind(user.version)
     .bind(user.updated_at)
     .bind(expected_version)
+    .bind(folded(&a.given_name))
+    .bind(folded(&a.family_name))
+    .bind(folded(&a.display_name))
     .execute(&mut *c)
     .await
     .map_err(db_err)?;

@@ -67,7 +67,7 @@ fn email_sub(name: &str) -> Option<Column> {
             kind: Kind::TextFolded,
         }),
         "type" => Some(Column {
-            expr: "lower(e.type)",
+            expr: "e.type_lower",
             kind: Kind::TextFolded,
         }),
         "primary" => Some(Column {
@@ -133,10 +133,10 @@ fn resolve(target: Target, path: &AttrPath) -> Result<Attr, Unsupported> {
             col(if u { "u.updated_at" } else { "g.updated_at" }, Kind::Time)
         }
         ("displayname", None) if g => col("g.display_name_lower", Kind::TextFolded),
-        ("displayname", None) => col("lower(u.display_name)", Kind::TextFolded),
+        ("displayname", None) => col("u.display_name_lower", Kind::TextFolded),
         ("username", None) if u => col("u.user_name_lower", Kind::TextFolded),
-        ("name", Some("givenname")) if u => col("lower(u.given_name)", Kind::TextFolded),
-        ("name", Some("familyname")) if u => col("lower(u.family_name)", Kind::TextFolded),
+        ("name", Some("givenname")) if u => col("u.given_name_lower", Kind::TextFolded),
+        ("name", Some("familyname")) if u => col("u.family_name_lower", Kind::TextFolded),
         ("active", None) if u => col("u.active", Kind::Bool),
         ("emails", sub) if u => Ok(Attr::Multi(&EMAILS, sub.map(str::to_owned))),
         ("members", sub) if g => Ok(Attr::Multi(&MEMBERS, sub.map(str::to_owned))),

@@ -6,4 +6,7 @@ mod support;
 mod cli;
 mod deprovision;
 mod entra_tutorial;
+mod scim_groups;
+mod scim_protocol;
+mod scim_users;
 mod store;
