@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`domain`]: validated ids, neutral records and the provisioning operations (create,
 //!   update, deactivate/delete) with their side effects; no I/O crates.
+//! - [`entra`]: Microsoft Entra ID and Graph: clouds, access tokens (client credentials).
 //! - [`store`]: sqlx storage, SQLite (embedded default) and PostgreSQL, one SQL source for both.
 //! - [`scim`]: the SCIM 2.0 push endpoint (RFC 7643/7644): router, filter, PATCH, errors.
 //! - [`integrations`]: creating, listing (masked or revealed) and deleting integrations.
@@ -14,6 +15,7 @@
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod entra;
 pub mod http;
 pub mod integrations;
 pub mod scim;

@@ -63,11 +63,13 @@ pub trait DirectoryTx: Send {
         user: &UserRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Writes `user` (whose `version` is already the new one) if the stored version is still
-    /// `expected_version`; `Ok(false)` otherwise.
+    /// `expected_version`; `Ok(false)` otherwise. `emails_changed` false lets the store keep the
+    /// email rows as they are.
     fn update_user(
         &mut self,
         user: &UserRecord,
         expected_version: i64,
+        emails_changed: bool,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn delete_user(
         &mut self,
@@ -363,7 +365,11 @@ pub async fn update_user<T: DirectoryTx>(
         ..current.clone()
     };
     let written = tx
-        .update_user(&updated, current.version)
+        .update_user(
+            &updated,
+            current.version,
+            updated.attrs.emails() != current.attrs.emails(),
+        )
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => {

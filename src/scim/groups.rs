@@ -120,34 +120,6 @@ pub async fn query(
     Ok((resources, total.unwrap_or(0)))
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    params: QueryParams,
-) -> Result<Response, ScimError> {
-    let req = ListRequest::from_query(&params, state.settings.server.max_page_size)?;
-    let (resources, total) = query(&state, &caller, &req).await?;
-    Ok(super::list_response(
-        resources,
-        total,
-        req.paging.start_index,
-    ))
-}
-
-pub async fn search(
-    State(state): State<AppState>,
-    caller: Caller,
-    ScimBody(body): ScimBody,
-) -> Result<Response, ScimError> {
-    let req = ListRequest::from_search(&body, state.settings.server.max_page_size)?;
-    let (resources, total) = query(&state, &caller, &req).await?;
-    Ok(super::list_response(
-        resources,
-        total,
-        req.paging.start_index,
-    ))
-}
-
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,

@@ -62,6 +62,49 @@ pub fn list_response(resources: Vec<Value>, total: i64, start_index: i64) -> Res
     scim_response(StatusCode::OK, &body, None, None)
 }
 
+/// Which resource endpoint a list or search addresses.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    User,
+    Group,
+}
+
+async fn query(
+    state: &AppState,
+    caller: &Caller,
+    kind: Kind,
+    req: &request::ListRequest,
+) -> Result<(Vec<Value>, i64), ScimError> {
+    match kind {
+        Kind::User => users::query(state, caller, req).await,
+        Kind::Group => groups::query(state, caller, req).await,
+    }
+}
+
+/// `GET /Users` and `GET /Groups`.
+async fn list(
+    state: AppState,
+    caller: Caller,
+    params: request::QueryParams,
+    kind: Kind,
+) -> Result<Response, ScimError> {
+    let req = request::ListRequest::from_query(&params, state.settings.server.max_page_size)?;
+    let (resources, total) = query(&state, &caller, kind, &req).await?;
+    Ok(list_response(resources, total, req.paging.start_index))
+}
+
+/// `POST /Users/.search` and `POST /Groups/.search`.
+async fn search(
+    state: AppState,
+    caller: Caller,
+    body: request::ScimBody,
+    kind: Kind,
+) -> Result<Response, ScimError> {
+    let req = request::ListRequest::from_search(&body.0, state.settings.server.max_page_size)?;
+    let (resources, total) = query(&state, &caller, kind, &req).await?;
+    Ok(list_response(resources, total, req.paging.start_index))
+}
+
 /// `POST /.search` at the root: users, then groups, as one result set. A filter naming an
 /// attribute only one resource type has matches nothing of the other type.
 async fn search_all(
@@ -201,9 +244,31 @@ async fn method_not_allowed(req: Request, next: Next) -> Response {
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/.search", post(search_all))
-        .route("/Users", get(users::list).post(users::create))
-        .route("/Users/.search", post(users::search))
-        .route("/Groups/.search", post(groups::search))
+        .route(
+            "/Users",
+            get(
+                |State(s): State<AppState>, c: Caller, p: request::QueryParams| {
+                    list(s, c, p, Kind::User)
+                },
+            )
+            .post(users::create),
+        )
+        .route(
+            "/Users/.search",
+            post(
+                |State(s): State<AppState>, c: Caller, b: request::ScimBody| {
+                    search(s, c, b, Kind::User)
+                },
+            ),
+        )
+        .route(
+            "/Groups/.search",
+            post(
+                |State(s): State<AppState>, c: Caller, b: request::ScimBody| {
+                    search(s, c, b, Kind::Group)
+                },
+            ),
+        )
         .route(
             "/Users/{id}",
             get(users::get)
@@ -211,7 +276,15 @@ pub fn router(state: AppState) -> Router<AppState> {
                 .patch(users::patch)
                 .delete(users::delete),
         )
-        .route("/Groups", get(groups::list).post(groups::create))
+        .route(
+            "/Groups",
+            get(
+                |State(s): State<AppState>, c: Caller, p: request::QueryParams| {
+                    list(s, c, p, Kind::Group)
+                },
+            )
+            .post(groups::create),
+        )
         .route(
             "/Groups/{id}",
             get(groups::get)

@@ -332,6 +332,7 @@ pub async fn update_user(
     c: &mut Conn,
     user: &UserRecord,
     expected_version: i64,
+    emails_changed: bool,
 ) -> Result<bool, StoreError> {
     let a = &user.attrs;
     let done = sqlx::query(
@@ -364,7 +365,9 @@ pub async fn update_user(
     if done.rows_affected() == 0 {
         return Ok(false);
     }
-    write_emails(c, user, true).await?;
+    if emails_changed {
+        write_emails(c, user, true).await?;
+    }
     Ok(true)
 }
 
@@ -386,7 +389,45 @@ fn where_sql(w: Option<&Where>) -> String {
     w.map(|w| format!(" AND {}", w.sql)).unwrap_or_default()
 }
 
-/// One page of users in creation order. `filter` parameters are numbered from `$2`.
+/// One page of `SELECT {cols} FROM {from}` rows of `account` in creation order (`alias.seq`),
+/// with `filter` parameters numbered from `$2`.
+async fn fetch_page(
+    c: &mut Conn,
+    (cols, from, alias): (&str, &str, &str),
+    account: &AccountId,
+    filter: Option<&Where>,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<DbRow>, StoreError> {
+    let sql = format!(
+        "SELECT {cols} FROM {from} WHERE {alias}.account_id = $1{} ORDER BY {alias}.seq LIMIT {} OFFSET {}",
+        where_sql(filter),
+        limit.max(0),
+        offset.max(0)
+    );
+    let q = sqlx::query(AssertSqlSafe(sql)).bind(account.as_str());
+    let q = bind_params(q, filter.map(|w| w.params.as_slice()).unwrap_or(&[]));
+    q.fetch_all(&mut *c).await.map_err(db_err)
+}
+
+/// How many rows of `from` (aliased `alias`) of `account` match `filter`.
+async fn count_matching(
+    c: &mut Conn,
+    (from, alias): (&str, &str),
+    account: &AccountId,
+    filter: Option<&Where>,
+) -> Result<i64, StoreError> {
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM {from} WHERE {alias}.account_id = $1{}",
+        where_sql(filter)
+    );
+    let q = sqlx::query(AssertSqlSafe(sql)).bind(account.as_str());
+    let q = bind_params(q, filter.map(|w| w.params.as_slice()).unwrap_or(&[]));
+    let row = q.fetch_one(&mut *c).await.map_err(db_err)?;
+    row.try_get("n").map_err(db_err)
+}
+
+/// One page of users in creation order.
 pub async fn list_users(
     c: &mut Conn,
     account: &AccountId,
@@ -394,31 +435,12 @@ pub async fn list_users(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<UserRecord>, StoreError> {
-    let sql = format!(
-        "SELECT {USER_COLS} FROM users u WHERE u.account_id = $1{} ORDER BY u.seq LIMIT {} OFFSET {}",
-        where_sql(filter),
-        limit.max(0),
-        offset.max(0)
-    );
-    let q = sqlx::query(AssertSqlSafe(sql)).bind(account.as_str());
-    let q = bind_params(q, filter.map(|w| w.params.as_slice()).unwrap_or(&[]));
-    let rows = q.fetch_all(&mut *c).await.map_err(db_err)?;
+    let rows = fetch_page(c, (USER_COLS, "users u", "u"), account, filter, offset, limit).await?;
     rows.iter().map(user_from_row).collect()
 }
 
-pub async fn count_users(
-    c: &mut Conn,
-    account: &AccountId,
-    filter: Option<&Where>,
-) -> Result<i64, StoreError> {
-    let sql = format!(
-        "SELECT COUNT(*) AS n FROM users u WHERE u.account_id = $1{}",
-        where_sql(filter)
-    );
-    let q = sqlx::query(AssertSqlSafe(sql)).bind(account.as_str());
-    let q = bind_params(q, filter.map(|w| w.params.as_slice()).unwrap_or(&[]));
-    let row = q.fetch_one(&mut *c).await.map_err(db_err)?;
-    row.try_get("n").map_err(db_err)
+pub async fn count_users(c: &mut Conn, account: &AccountId, filter: Option<&Where>) -> Result<i64, StoreError> {
+    count_matching(c, ("users u", "u"), account, filter).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -509,31 +531,12 @@ pub async fn list_groups(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<GroupRecord>, StoreError> {
-    let sql = format!(
-        "SELECT {GROUP_COLS} FROM groups g WHERE g.account_id = $1{} ORDER BY g.seq LIMIT {} OFFSET {}",
-        where_sql(filter),
-        limit.max(0),
-        offset.max(0)
-    );
-    let q = sqlx::query(AssertSqlSafe(sql)).bind(account.as_str());
-    let q = bind_params(q, filter.map(|w| w.params.as_slice()).unwrap_or(&[]));
-    let rows = q.fetch_all(&mut *c).await.map_err(db_err)?;
+    let rows = fetch_page(c, (GROUP_COLS, "groups g", "g"), account, filter, offset, limit).await?;
     rows.iter().map(group_from_row).collect()
 }
 
-pub async fn count_groups(
-    c: &mut Conn,
-    account: &AccountId,
-    filter: Option<&Where>,
-) -> Result<i64, StoreError> {
-    let sql = format!(
-        "SELECT COUNT(*) AS n FROM groups g WHERE g.account_id = $1{}",
-        where_sql(filter)
-    );
-    let q = sqlx::query(AssertSqlSafe(sql)).bind(account.as_str());
-    let q = bind_params(q, filter.map(|w| w.params.as_slice()).unwrap_or(&[]));
-    let row = q.fetch_one(&mut *c).await.map_err(db_err)?;
-    row.try_get("n").map_err(db_err)
+pub async fn count_groups(c: &mut Conn, account: &AccountId, filter: Option<&Where>) -> Result<i64, StoreError> {
+    count_matching(c, ("groups g", "g"), account, filter).await
 }
 
 fn placeholders(from: usize, n: usize) -> String {

@@ -444,8 +444,15 @@ impl DirectoryTx for Tx {
         &mut self,
         user: &UserRecord,
         expected_version: i64,
+        emails_changed: bool,
     ) -> Result<bool, StoreError> {
-        in_tx!(self, |c, m| m::update_user(c, user, expected_version).await)
+        in_tx!(self, |c, m| m::update_user(
+            c,
+            user,
+            expected_version,
+            emails_changed
+        )
+        .await)
     }
 
     async fn delete_user(&mut self, account: &AccountId, id: &UserId) -> Result<bool, StoreError> {

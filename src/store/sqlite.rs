@@ -33,7 +33,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(15))
             .foreign_keys(true)
             .pragma("case_sensitive_like", "ON")
-            .pragma("cache_size", "-16000");
+            .pragma("cache_size", "-4000");
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
