@@ -4,6 +4,7 @@
 //! - [`domain`]: validated ids, neutral records and the provisioning operations (create,
 //!   update, deactivate/delete) with their side effects; no I/O crates.
 //! - [`entra`]: Microsoft Entra ID and Graph: clouds, access tokens (client credentials).
+//! - [`sync`]: the Graph pull sync: mapping and the pure planner, and the executor.
 //! - [`store`]: sqlx storage, SQLite (embedded default) and PostgreSQL, one SQL source for both.
 //! - [`scim`]: the SCIM 2.0 push endpoint (RFC 7643/7644): router, filter, PATCH, errors.
 //! - [`integrations`]: creating, listing (masked or revealed) and deleting integrations.
@@ -21,3 +22,4 @@ pub mod integrations;
 pub mod scim;
 pub mod secrets;
 pub mod store;
+pub mod sync;

@@ -1,5 +1,8 @@
 //! Microsoft Entra ID and Microsoft Graph, seen from the pull sync: national clouds and their
-//! endpoints, and access tokens by the client-credentials grant. Wire types stay in here.
+//! endpoints, access tokens by the client-credentials grant, the retry policy every Graph request
+//! goes through, and a Graph simulator for tests and the demo. Wire types stay in here.
 
 pub mod auth;
 pub mod cloud;
+pub mod retry;
+pub mod simulator;

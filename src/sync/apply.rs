@@ -1,0 +1,96 @@
+//! The executor of a sync cycle: applies a [`Plan`] through the directory operations — the same
+//! functions SCIM push uses, so the side effects are the same (deleted account, cancelled
+//! upcoming appointments, guest emails in the outbox) — in ONE transaction. A failure anywhere
+//! rolls the whole cycle back: the directory is left as it was or fully applied, never half
+//! deprovisioned. Staged deletions and skipped users are recorded in the provisioning log.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::domain::directory::{self, OpContext, UpdateOutcome};
+use crate::domain::{DirectoryError, DirectoryTx, LogAction, LogStatus};
+use crate::store::Store;
+
+use super::plan::Plan;
+
+/// What one applied plan did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyReport {
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub deprovisioned: usize,
+    pub staged: usize,
+    pub skipped: usize,
+    pub appointments_cancelled: usize,
+    pub emails_queued: usize,
+    pub duration_ms: u64,
+}
+
+/// Applies `plan` for the account, integration and cycle in `ctx` (its `source` should be
+/// `Source::Graph`). Deprovisions run first, so that a userName freed by one can be taken by a
+/// rename or a create in the same cycle.
+pub async fn apply(
+    store: &Store,
+    ctx: &OpContext,
+    plan: &Plan,
+) -> Result<ApplyReport, DirectoryError> {
+    let started = Instant::now();
+    let mut report = ApplyReport {
+        unchanged: plan.unchanged,
+        staged: plan.staged.len(),
+        skipped: plan.skips.len(),
+        ..ApplyReport::default()
+    };
+    let mut tx = store.begin().await?;
+    for d in &plan.deprovisions {
+        let done = directory::deprovision_user(&mut tx, ctx, &d.user_id, d.reason).await?;
+        report.deprovisioned += 1;
+        report.appointments_cancelled += done.cancelled.len();
+        report.emails_queued += done.queued.len();
+    }
+    for u in &plan.updates {
+        match directory::update_user(
+            &mut tx,
+            ctx,
+            &u.user_id,
+            u.desired.clone(),
+            Some(u.expected_version),
+        )
+        .await?
+        {
+            UpdateOutcome::Updated { .. } => report.updated += 1,
+            UpdateOutcome::Unchanged(_) => report.unchanged += 1,
+            UpdateOutcome::Deprovisioned(done) => {
+                report.deprovisioned += 1;
+                report.appointments_cancelled += done.cancelled.len();
+                report.emails_queued += done.queued.len();
+            }
+        }
+    }
+    for c in &plan.creates {
+        directory::create_user(&mut tx, ctx, c.desired.clone()).await?;
+        report.created += 1;
+    }
+    for s in &plan.staged {
+        let mut entry = ctx.log_entry(LogAction::StagedDelete, LogStatus::Skipped);
+        entry.user_id = Some(s.user_id.clone());
+        entry.user_name = Some(s.user_name.clone());
+        entry.source_object_id = s.object_id.as_ref().map(|o| o.to_string());
+        entry.error_code = Some("DeletionThresholdExceeded".to_owned());
+        entry.error_message = plan.threshold_hit.clone();
+        tx.write_log(&entry).await?;
+    }
+    for s in &plan.skips {
+        let mut entry = ctx.log_entry(LogAction::Skip, LogStatus::Skipped);
+        entry.user_name = s.user_name.clone();
+        entry.source_object_id = Some(s.object_id.to_string());
+        entry.error_code = Some(s.reason.code().to_owned());
+        entry.error_message = Some(s.reason.to_string());
+        tx.write_log(&entry).await?;
+    }
+    tx.commit().await?;
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(report)
+}
