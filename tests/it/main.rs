@@ -10,3 +10,4 @@ mod scim_groups;
 mod scim_protocol;
 mod scim_users;
 mod store;
+mod sync_apply;
