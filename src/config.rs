@@ -16,6 +16,74 @@ pub struct Settings {
     pub secrets: SecretsSettings,
     pub directory: DirectorySettings,
     pub log: LogSettings,
+    pub sync: SyncSettings,
+    pub admin: AdminSettings,
+}
+
+/// The pull sync's schedule, guards and limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SyncSettings {
+    /// How often each Graph integration runs: `every 40m` (also `s`, `h`) or a cron expression
+    /// (`0 */40 * * * *` style, seconds first, or 5 fields). An integration's own `schedule`
+    /// overrides it.
+    pub schedule: String,
+    /// Seconds after `serve` starts before an integration that never ran gets its first cycle.
+    pub first_run_delay_secs: u64,
+    /// How often `serve` checks which integrations are due, in seconds.
+    pub tick_secs: u64,
+    /// Consecutive failed cycles after which an integration is quarantined (backs off).
+    pub quarantine_after_failures: u32,
+    /// First quarantine wait in minutes; it doubles with each further failure.
+    pub quarantine_base_minutes: u64,
+    /// Longest quarantine wait in hours.
+    pub quarantine_max_hours: u64,
+    /// Days the provisioning log and cycle summaries are kept.
+    pub log_retention_days: u32,
+    /// Retries all Graph requests of one cycle may use together.
+    pub retry_budget_retries: u32,
+    /// Seconds all retries of one cycle may wait together.
+    pub retry_budget_wait_secs: u64,
+    /// A listing longer than this many pages aborts the cycle.
+    pub max_pages: u32,
+    /// Graph requests in flight at once during a read.
+    pub concurrency: usize,
+    /// Timeout of one Graph request, in seconds.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            schedule: "every 40m".to_owned(),
+            first_run_delay_secs: 15,
+            tick_secs: 30,
+            quarantine_after_failures: 3,
+            quarantine_base_minutes: 60,
+            quarantine_max_hours: 24,
+            log_retention_days: 30,
+            retry_budget_retries: 200,
+            retry_budget_wait_secs: 15 * 60,
+            max_pages: 10_000,
+            concurrency: 4,
+            request_timeout_secs: 60,
+        }
+    }
+}
+
+/// The admin API (`/admin/v1`). Its tokens are created with `essentry-sync admin-token create`
+/// and stored hashed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct AdminSettings {
+    /// Serve the admin API at all.
+    pub enabled: bool,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

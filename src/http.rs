@@ -1,5 +1,5 @@
-//! Application state and the HTTP server: the SCIM endpoint under `/scim/v2`, `/healthz` and
-//! `/readyz`. Shutdown is injected as a future so callers (the CLI, tests) decide when it ends.
+//! Application state and the HTTP server: the SCIM endpoint under `/scim/v2`, the admin API
+//! under `/admin/v1`, `/healthz` and `/readyz`. Shutdown is injected as a future so callers (the CLI, tests) decide when it ends.
 
 use std::future::Future;
 use std::ops::Deref;
@@ -15,6 +15,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
 use crate::domain::Clock;
+use crate::secrets::SecretKey;
 use crate::store::Store;
 
 pub struct Inner {
@@ -23,6 +24,8 @@ pub struct Inner {
     pub settings: Settings,
     /// The SCIM base URL as clients see it (`meta.location`, `Location`).
     pub scim_base: String,
+    /// Opens Graph integrations' client secrets (the admin API needs it).
+    pub secret_key: Option<SecretKey>,
 }
 
 /// Shared, cheaply cloned state of the server.
@@ -39,12 +42,22 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+        Self::with_key(store, clock, settings, None)
+    }
+
+    pub fn with_key(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        secret_key: Option<SecretKey>,
+    ) -> Self {
         let scim_base = settings.scim_base_url();
         Self(Arc::new(Inner {
             store,
             clock,
             settings,
             scim_base,
+            secret_key,
         }))
     }
 }
@@ -68,12 +81,14 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .nest("/scim/v2", crate::scim::router(state.clone()))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .nest("/scim/v2", crate::scim::router(state.clone()));
+    if state.settings.admin.enabled {
+        router = router.nest("/admin/v1", crate::admin::router(state.clone()));
+    }
+    router.layer(TraceLayer::new_for_http()).with_state(state)
 }
 
 /// Serves until `shutdown` completes, then finishes in-flight requests.

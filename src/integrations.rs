@@ -1,10 +1,15 @@
 //! The lifecycle of integrations: creating a SCIM integration (its token generated, hashed for
-//! verification and sealed for the reveal), listing them masked or revealed, and deleting one
-//! (its token stops working at once, since every request looks the hash up afresh).
+//! verification and sealed for the reveal) or a Graph integration (its client secret sealed,
+//! never stored in plain text), listing them masked or revealed, and deleting one (its token
+//! stops working at once, since every request looks the hash up afresh).
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+use crate::entra::cloud::{Cloud, Endpoints};
+use crate::sync::mapping::Mapping;
+use crate::sync::plan::DeletionThreshold;
 
 use crate::domain::{AccountId, IntegrationId, StoreError};
 use crate::secrets::{self, Secret, SecretError, SecretKey};
@@ -24,8 +29,230 @@ pub enum IntegrationError {
         #[source]
         source: SecretError,
     },
+    #[error("integration {name:?} is a {kind} integration, not a Graph one")]
+    NotGraph { name: String, kind: String },
+    #[error("integration {name:?} has unreadable settings: {reason}")]
+    BadSettings { name: String, reason: String },
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A Graph integration's settings (the `settings` JSON of its row). The client secret is not
+/// here: it is sealed in the row's `secret_sealed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphSettings {
+    pub tenant_id: String,
+    pub client_id: String,
+    /// The object id of the essentry enterprise application (its service principal).
+    pub service_principal_id: String,
+    #[serde(default = "default_cloud")]
+    pub cloud: String,
+    /// Explicit Graph root (proxy, simulator); the cloud's own when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph_url: Option<String>,
+    /// Explicit login authority; the cloud's own when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_url: Option<String>,
+    /// Also provision members of groups nested in assigned groups (Entra itself does not).
+    #[serde(default)]
+    pub transitive: bool,
+    #[serde(default)]
+    pub mapping: Mapping,
+    #[serde(default)]
+    pub threshold: DeletionThreshold,
+    /// `every 40m`-style interval or a cron expression; the `sync.schedule` setting when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+}
+
+fn default_cloud() -> String {
+    Cloud::Global.as_str().to_owned()
+}
+
+impl GraphSettings {
+    pub fn cloud(&self) -> Result<Cloud, IntegrationError> {
+        Cloud::parse(&self.cloud).ok_or_else(|| {
+            IntegrationError::Invalid(format!(
+                "unknown cloud {:?}: use global, usgov, usgov-dod or china",
+                self.cloud
+            ))
+        })
+    }
+
+    pub fn endpoints(&self) -> Result<Endpoints, IntegrationError> {
+        Ok(Endpoints::new(
+            self.cloud()?,
+            &self.tenant_id,
+            self.graph_url.as_deref(),
+            self.authority_url.as_deref(),
+        ))
+    }
+
+    fn validate(&self) -> Result<(), IntegrationError> {
+        self.cloud()?;
+        let guid_or_domain = |what: &str, v: &str, domain_ok: bool| {
+            let ok = uuid::Uuid::parse_str(v).is_ok()
+                || (domain_ok
+                    && v.contains('.')
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'));
+            if ok {
+                Ok(())
+            } else {
+                Err(IntegrationError::Invalid(format!(
+                    "{what} {v:?} is not a GUID{}",
+                    if domain_ok { " or a domain" } else { "" }
+                )))
+            }
+        };
+        guid_or_domain("--tenant-id", &self.tenant_id, true)?;
+        guid_or_domain("--client-id", &self.client_id, false)?;
+        guid_or_domain("--service-principal-id", &self.service_principal_id, false)?;
+        for (what, url) in [
+            ("--graph-url", &self.graph_url),
+            ("--authority-url", &self.authority_url),
+        ] {
+            if let Some(u) = url {
+                let parsed = reqwest::Url::parse(u).map_err(|e| {
+                    IntegrationError::Invalid(format!("{what} {u:?} is not a URL: {e}"))
+                })?;
+                if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() {
+                    return Err(IntegrationError::Invalid(format!(
+                        "{what} must be an http(s) URL without a query"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A Graph integration ready to read: its row, settings and opened client secret.
+#[derive(Debug, Clone)]
+pub struct GraphIntegration {
+    pub row: IntegrationRow,
+    pub settings: GraphSettings,
+    pub client_secret: Secret,
+}
+
+impl GraphIntegration {
+    /// Parses a stored row and opens its secret.
+    pub fn open(row: IntegrationRow, key: &SecretKey) -> Result<Self, IntegrationError> {
+        if row.kind != "graph" {
+            return Err(IntegrationError::NotGraph {
+                name: row.name,
+                kind: row.kind,
+            });
+        }
+        let settings: GraphSettings =
+            serde_json::from_value(row.settings.clone()).map_err(|e| {
+                IntegrationError::BadSettings {
+                    name: row.name.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        let sealed = row
+            .secret_sealed
+            .as_deref()
+            .ok_or_else(|| IntegrationError::BadSettings {
+                name: row.name.clone(),
+                reason: "no client secret stored".to_owned(),
+            })?;
+        let client_secret =
+            key.open(sealed, row.id.as_str())
+                .map_err(|source| IntegrationError::Secret {
+                    name: row.name.clone(),
+                    source,
+                })?;
+        Ok(Self {
+            row,
+            settings,
+            client_secret,
+        })
+    }
+}
+
+/// The named integration of `account`.
+pub async fn find(
+    store: &Store,
+    account: &AccountId,
+    account_name: &str,
+    name: &str,
+) -> Result<IntegrationRow, IntegrationError> {
+    store
+        .list_integrations(Some(account))
+        .await?
+        .into_iter()
+        .find(|r| r.name == name.trim())
+        .ok_or_else(|| IntegrationError::NotFound {
+            account: account_name.to_owned(),
+            name: name.to_owned(),
+        })
+}
+
+/// Creates a Graph integration; the client secret is sealed with the secrets key.
+#[allow(clippy::too_many_arguments)]
+pub async fn create_graph(
+    store: &Store,
+    key: &SecretKey,
+    account: &AccountId,
+    account_name: &str,
+    name: &str,
+    settings: &GraphSettings,
+    client_secret: &Secret,
+    now: DateTime<Utc>,
+) -> Result<IntegrationView, IntegrationError> {
+    let name = validate_name(name)?;
+    settings.validate()?;
+    if client_secret.expose().trim().is_empty() {
+        return Err(IntegrationError::Invalid(
+            "the client secret is empty".to_owned(),
+        ));
+    }
+    let id = IntegrationId::generate();
+    let sealed = key
+        .seal(client_secret.expose(), id.as_str())
+        .map_err(|source| IntegrationError::Secret {
+            name: name.to_owned(),
+            source,
+        })?;
+    let row = IntegrationRow {
+        id,
+        account_id: account.clone(),
+        account_name: account_name.to_owned(),
+        name: name.to_owned(),
+        kind: "graph".to_owned(),
+        token_hash: None,
+        token_hint: Some(secrets::token_hint(client_secret.expose())),
+        secret_sealed: Some(sealed),
+        settings: serde_json::to_value(settings).map_err(|e| IntegrationError::BadSettings {
+            name: name.to_owned(),
+            reason: e.to_string(),
+        })?,
+        created_at: now,
+    };
+    let mut tx = store.begin().await?;
+    match tx.insert_integration(&row).await {
+        Err(StoreError::Conflict(_)) => {
+            return Err(IntegrationError::Exists {
+                account: account_name.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+        other => other?,
+    }
+    tx.commit().await?;
+    Ok(IntegrationView {
+        name: row.name,
+        account: row.account_name,
+        kind: row.kind,
+        endpoint_url: settings.endpoints()?.graph_v1,
+        token: row.token_hint.unwrap_or_default(),
+        created_at: row.created_at,
+    })
 }
 
 /// An integration as shown to an operator.
@@ -121,8 +348,15 @@ pub async fn list(
                 .to_owned(),
             _ => r.token_hint.clone().unwrap_or_else(|| "-".to_owned()),
         };
+        let endpoint_url = match serde_json::from_value::<GraphSettings>(r.settings.clone()) {
+            Ok(g) if r.kind == "graph" => g
+                .endpoints()
+                .map(|e| e.graph_v1)
+                .unwrap_or_else(|_| "-".to_owned()),
+            _ => endpoint_url.to_owned(),
+        };
         out.push(IntegrationView {
-            endpoint_url: endpoint_url.to_owned(),
+            endpoint_url,
             name: r.name,
             account: r.account_name,
             kind: r.kind,

@@ -3,16 +3,20 @@
 //! Layout:
 //! - [`domain`]: validated ids, neutral records and the provisioning operations (create,
 //!   update, deactivate/delete) with their side effects; no I/O crates.
-//! - [`entra`]: Microsoft Entra ID and Graph: clouds, access tokens (client credentials).
-//! - [`sync`]: the Graph pull sync: mapping and the pure planner, and the executor.
+//! - [`entra`]: Microsoft Entra ID and Graph: clouds, access tokens (client credentials), the
+//!   retry policy, the Graph reader (graph-rs-sdk) and a Graph simulator for tests and `demo`.
+//! - [`sync`]: the Graph pull sync: mapping, the pure planner, the executor, cycles,
+//!   on-demand provisioning of one user, and the schedule that runs cycles inside `serve`.
 //! - [`store`]: sqlx storage, SQLite (embedded default) and PostgreSQL, one SQL source for both.
 //! - [`scim`]: the SCIM 2.0 push endpoint (RFC 7643/7644): router, filter, PATCH, errors.
 //! - [`integrations`]: creating, listing (masked or revealed) and deleting integrations.
 //! - [`secrets`]: integration tokens (hashed for verification, sealed for the reveal) and keys.
 //! - [`config`]: settings from `config/essentry-sync.toml` and the environment.
 //! - [`http`]: application state, the axum server and health.
+//! - [`admin`]: the admin API (`/admin/v1`): on-demand provisioning, cycles, status.
 //! - [`cli`]: the operator commands behind the `essentry-sync` binary.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod domain;

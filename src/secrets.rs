@@ -76,6 +76,18 @@ pub fn generate_scim_token() -> Result<Secret, SecretError> {
     )))
 }
 
+/// Prefix of admin API tokens.
+pub const ADMIN_TOKEN_PREFIX: &str = "essy_admin_";
+
+/// A fresh admin API bearer token.
+pub fn generate_admin_token() -> Result<Secret, SecretError> {
+    let bytes = random_bytes::<32>()?;
+    Ok(Secret(format!(
+        "{ADMIN_TOKEN_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(bytes)
+    )))
+}
+
 /// What is stored to verify a token.
 pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
@@ -98,6 +110,8 @@ pub fn token_hint(token: &str) -> String {
         .collect();
     let head = if token.starts_with(SCIM_TOKEN_PREFIX) {
         SCIM_TOKEN_PREFIX
+    } else if token.starts_with(ADMIN_TOKEN_PREFIX) {
+        ADMIN_TOKEN_PREFIX
     } else {
         ""
     };

@@ -61,6 +61,9 @@ pub fn fix_for(code: &str) -> &'static str {
             "the request carried no client secret: set --client-secret-env or --client-secret-file"
         }
         "AADSTS50126" | "AADSTS50034" => "the credentials are not valid for this tenant",
+        "AADSTS90033" => {
+            "Microsoft Entra's token service is temporarily unavailable; nothing to fix on your side, the next attempt retries"
+        }
         _ => {
             "see the error description; the integration's tenant id, client id and secret must match the app registration"
         }

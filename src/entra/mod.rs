@@ -4,5 +4,7 @@
 
 pub mod auth;
 pub mod cloud;
+mod dto;
+pub mod graph;
 pub mod retry;
 pub mod simulator;

@@ -97,6 +97,44 @@ pub struct LogRow {
     pub duration_ms: Option<i64>,
 }
 
+/// One pull-sync cycle, as recorded. `outcome`: `running`, `success`, `held` (deletions
+/// staged by the threshold), `failed` or `interrupted` (its process died).
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleRow {
+    pub id: String,
+    pub integration_id: String,
+    /// The integration's name (filled in by reads).
+    pub integration: Option<String>,
+    /// `scheduled`, `manual` or `on_demand`.
+    pub trigger: String,
+    pub dry_run: bool,
+    pub outcome: String,
+    /// Counts by action and status, and what the read found.
+    pub counts: Value,
+    pub graph_requests: i64,
+    pub throttled: i64,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+}
+
+/// The key under which a skip or staged-delete log row is remembered.
+pub fn skip_key(action: &str, object_id: &str, code: &str) -> String {
+    format!("{action}:{}:{code}", object_id.to_ascii_lowercase())
+}
+
+/// An admin API token: only its SHA-256 is stored.
+#[derive(Debug, Clone)]
+pub struct AdminTokenRow {
+    pub id: String,
+    pub name: String,
+    pub token_hash: Vec<u8>,
+    pub token_hint: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// Where the directory lives.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -107,6 +145,7 @@ pub struct StoreConfig {
     pub pg_schema: Option<String>,
 }
 
+#[derive(Clone)]
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
     Postgres(postgres::PgStore),
@@ -323,6 +362,39 @@ impl Store {
         read!(self, |c, m| m::list_log(c, account, query).await)
     }
 
+    pub async fn recent_cycles(
+        &self,
+        account: &AccountId,
+        integration: Option<&IntegrationId>,
+        limit: i64,
+    ) -> Result<Vec<CycleRow>, StoreError> {
+        read!(self, |c, m| m::recent_cycles(
+            c,
+            account,
+            integration,
+            limit
+        )
+        .await)
+    }
+
+    pub async fn logged_skip_keys(
+        &self,
+        integration: &IntegrationId,
+        since: DateTime<Utc>,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        read!(self, |c, m| Ok(m::logged_skip_keys(c, integration, since)
+            .await?
+            .into_iter()
+            .collect()))
+    }
+
+    pub async fn admin_token_by_hash(
+        &self,
+        hash: &[u8],
+    ) -> Result<Option<AdminTokenRow>, StoreError> {
+        read!(self, |c, m| m::admin_token_by_hash(c, hash).await)
+    }
+
     /// Runs a raw statement (tests use it to install failure triggers). Not for request data.
     pub async fn execute_raw(&self, sql: &'static str) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
@@ -348,6 +420,26 @@ impl Tx {
             Self::Sqlite(t) => t.rollback().await.map_err(db_err),
             Self::Postgres(t) => t.rollback().await.map_err(db_err),
         }
+    }
+
+    pub async fn start_cycle(
+        &mut self,
+        account: &AccountId,
+        cycle: &CycleRow,
+    ) -> Result<(), StoreError> {
+        in_tx!(self, |c, m| m::start_cycle(c, account, cycle).await)
+    }
+
+    pub async fn finish_cycle(&mut self, cycle: &CycleRow) -> Result<(), StoreError> {
+        in_tx!(self, |c, m| m::finish_cycle(c, cycle).await)
+    }
+
+    pub async fn purge_before(&mut self, cutoff: DateTime<Utc>) -> Result<(u64, u64), StoreError> {
+        in_tx!(self, |c, m| m::purge_before(c, cutoff).await)
+    }
+
+    pub async fn insert_admin_token(&mut self, token: &AdminTokenRow) -> Result<(), StoreError> {
+        in_tx!(self, |c, m| m::insert_admin_token(c, token).await)
     }
 
     pub async fn insert_integration(&mut self, row: &IntegrationRow) -> Result<(), StoreError> {

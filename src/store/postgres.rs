@@ -8,7 +8,9 @@ pub type Db = sqlx::Postgres;
 const ROW_LOCK: &str = " FOR UPDATE";
 
 include!("backend.rs");
+include!("backend_events.rs");
 
+#[derive(Clone)]
 pub struct PgStore {
     pub(crate) pool: sqlx::PgPool,
 }

@@ -373,6 +373,15 @@ pub fn translate(
     })
 }
 
+/// Users that remember the Entra object id `oid` (the pull sync's first match key). Its one
+/// parameter is `$2`, after the account.
+pub fn entra_object_id_eq(oid: &str) -> Where {
+    Where {
+        sql: "u.entra_object_id = $2".to_owned(),
+        params: vec![Param::Text(oid.to_ascii_lowercase())],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

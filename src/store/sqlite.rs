@@ -13,7 +13,9 @@ pub type Db = sqlx::Sqlite;
 const ROW_LOCK: &str = "";
 
 include!("backend.rs");
+include!("backend_events.rs");
 
+#[derive(Clone)]
 pub struct SqliteStore {
     pub(crate) read: sqlx::SqlitePool,
     pub(crate) write: sqlx::SqlitePool,

@@ -4,13 +4,16 @@
 //! rolls the whole cycle back: the directory is left as it was or fully applied, never half
 //! deprovisioned. Staged deletions and skipped users are recorded in the provisioning log.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::domain::directory::DeprovisionReport;
 use crate::domain::directory::{self, OpContext, UpdateOutcome};
 use crate::domain::{DirectoryError, DirectoryTx, LogAction, LogStatus};
-use crate::store::Store;
+use crate::store::{Store, skip_key};
 
 use super::plan::Plan;
 
@@ -25,16 +28,62 @@ pub struct ApplyReport {
     pub skipped: usize,
     pub appointments_cancelled: usize,
     pub emails_queued: usize,
+    /// Skip and staged-delete rows not written again: an earlier cycle logged them.
+    pub already_logged: usize,
     pub duration_ms: u64,
+    /// What each deprovisioning cancelled and whom it emails.
+    pub cancellations: Vec<Cancellation>,
+}
+
+/// One appointment a deprovisioning cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cancellation {
+    pub host: String,
+    pub appointment_id: String,
+    pub title: String,
+    pub starts_at: DateTime<Utc>,
+    /// The guests emailed a cancellation.
+    pub guests: Vec<String>,
+}
+
+/// How [`apply`] ends its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Commit,
+    /// Run every operation, report what it did, then roll back (`sync --dry-run`).
+    DryRun,
+}
+
+fn record(report: &mut ApplyReport, done: &DeprovisionReport) {
+    report.deprovisioned += 1;
+    report.appointments_cancelled += done.cancelled.len();
+    report.emails_queued += done.queued.len();
+    for a in &done.cancelled {
+        report.cancellations.push(Cancellation {
+            host: done.user.attrs.user_name.to_string(),
+            appointment_id: a.id.to_string(),
+            title: a.title.clone(),
+            starts_at: a.starts_at,
+            guests: done
+                .queued
+                .iter()
+                .filter(|m| m.appointment_id.as_ref() == Some(&a.id))
+                .map(|m| m.recipient_email.clone())
+                .collect(),
+        });
+    }
 }
 
 /// Applies `plan` for the account, integration and cycle in `ctx` (its `source` should be
 /// `Source::Graph`). Deprovisions run first, so that a userName freed by one can be taken by a
-/// rename or a create in the same cycle.
+/// rename or a create in the same cycle. Skip and staged-delete rows whose
+/// [`skip_key`] is in `known` were logged by an earlier cycle and are not written again.
 pub async fn apply(
     store: &Store,
     ctx: &OpContext,
     plan: &Plan,
+    mode: Mode,
+    known: &HashSet<String>,
 ) -> Result<ApplyReport, DirectoryError> {
     let started = Instant::now();
     let mut report = ApplyReport {
@@ -46,9 +95,7 @@ pub async fn apply(
     let mut tx = store.begin().await?;
     for d in &plan.deprovisions {
         let done = directory::deprovision_user(&mut tx, ctx, &d.user_id, d.reason).await?;
-        report.deprovisioned += 1;
-        report.appointments_cancelled += done.cancelled.len();
-        report.emails_queued += done.queued.len();
+        record(&mut report, &done);
     }
     for u in &plan.updates {
         match directory::update_user(
@@ -62,11 +109,7 @@ pub async fn apply(
         {
             UpdateOutcome::Updated { .. } => report.updated += 1,
             UpdateOutcome::Unchanged(_) => report.unchanged += 1,
-            UpdateOutcome::Deprovisioned(done) => {
-                report.deprovisioned += 1;
-                report.appointments_cancelled += done.cancelled.len();
-                report.emails_queued += done.queued.len();
-            }
+            UpdateOutcome::Deprovisioned(done) => record(&mut report, &done),
         }
     }
     for c in &plan.creates {
@@ -74,6 +117,19 @@ pub async fn apply(
         report.created += 1;
     }
     for s in &plan.staged {
+        let object = s
+            .object_id
+            .as_ref()
+            .map(|o| o.to_string())
+            .unwrap_or_default();
+        if known.contains(&skip_key(
+            "staged_delete",
+            &object,
+            "DeletionThresholdExceeded",
+        )) {
+            report.already_logged += 1;
+            continue;
+        }
         let mut entry = ctx.log_entry(LogAction::StagedDelete, LogStatus::Skipped);
         entry.user_id = Some(s.user_id.clone());
         entry.user_name = Some(s.user_name.clone());
@@ -83,6 +139,10 @@ pub async fn apply(
         tx.write_log(&entry).await?;
     }
     for s in &plan.skips {
+        if known.contains(&skip_key("skip", &s.object_id.to_string(), s.reason.code())) {
+            report.already_logged += 1;
+            continue;
+        }
         let mut entry = ctx.log_entry(LogAction::Skip, LogStatus::Skipped);
         entry.user_name = s.user_name.clone();
         entry.source_object_id = Some(s.object_id.to_string());
@@ -90,7 +150,10 @@ pub async fn apply(
         entry.error_message = Some(s.reason.to_string());
         tx.write_log(&entry).await?;
     }
-    tx.commit().await?;
+    match mode {
+        Mode::Commit => tx.commit().await?,
+        Mode::DryRun => tx.rollback().await?,
+    }
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(report)
 }

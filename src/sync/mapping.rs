@@ -49,6 +49,28 @@ impl EntraUser {
     }
 }
 
+/// "assigned directly", "through group Sales", or both, for people.
+pub fn describe_assignments(via: &[Assignment]) -> String {
+    let parts: Vec<String> = via
+        .iter()
+        .map(|a| match a {
+            Assignment::Direct => "assigned directly".to_owned(),
+            Assignment::Group {
+                group_id,
+                group_name,
+            } => format!(
+                "through group {}",
+                group_name.clone().unwrap_or_else(|| group_id.to_string())
+            ),
+        })
+        .collect();
+    if parts.is_empty() {
+        "not assigned".to_owned()
+    } else {
+        parts.join("; ")
+    }
+}
+
 /// The Entra attribute `userName` is taken from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

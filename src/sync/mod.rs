@@ -1,6 +1,11 @@
 //! Pull sync from Microsoft Graph: plan (pure), guards, apply, schedule, log.
 //!
-//! Declared here so far:
+//! - [`cycle`]: one cycle end to end (read, plan, apply, summary row); a failed read changes
+//!   nothing.
+//! - [`on_demand`]: one user now, through Entra's steps (connection, import, scope, match,
+//!   action).
+//! - [`schedule`]: when each integration runs (interval or cron, quarantine after failures) and
+//!   the runner inside `serve` (tokio-cron-scheduler).
 //! - [`apply`]: applies a plan through the directory operations in one transaction.
 //! - [`mapping`]: an Entra user (as Graph returns it) → the directory user essentry should hold,
 //!   per the attribute table of the product page.
@@ -8,5 +13,8 @@
 //!   updates and deprovisionings of one cycle, with the deletion threshold applied. No I/O.
 
 pub mod apply;
+pub mod cycle;
 pub mod mapping;
+pub mod on_demand;
 pub mod plan;
+pub mod schedule;

@@ -11,3 +11,5 @@ mod scim_protocol;
 mod scim_users;
 mod store;
 mod sync_apply;
+mod sync_graph;
+mod sync_graph_support;

@@ -4,7 +4,7 @@
 
 use essentry_sync::domain::directory::OpContext;
 use essentry_sync::domain::{EntraObjectId, Source};
-use essentry_sync::sync::apply::apply;
+use essentry_sync::sync::apply::{Mode, apply};
 use essentry_sync::sync::mapping::{Assignment, EntraUser};
 use essentry_sync::sync::plan::{Policy, Snapshot, plan};
 
@@ -55,7 +55,9 @@ async fn a_planned_cycle_applies_once_and_then_is_a_noop() {
         ]);
         let first = plan(&snapshot, &current, &policy);
         assert_eq!(first.creates.len(), 2, "{backend:?}");
-        let report = apply(app.store(), &ctx, &first).await.unwrap();
+        let report = apply(app.store(), &ctx, &first, Mode::Commit, &Default::default())
+            .await
+            .unwrap();
         assert_eq!(report.created, 2);
 
         let current = app
@@ -80,7 +82,15 @@ async fn a_planned_cycle_applies_once_and_then_is_a_noop() {
         let snapshot = Snapshot::complete(vec![entra(ANN, "ann@contoso.com", "Ann")]);
         let second = plan(&snapshot, &current, &policy);
         assert_eq!(second.deprovisions.len(), 1, "{backend:?}");
-        let report = apply(app.store(), &ctx, &second).await.unwrap();
+        let report = apply(
+            app.store(),
+            &ctx,
+            &second,
+            Mode::Commit,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             (
                 report.deprovisioned,

@@ -89,6 +89,11 @@ pub(super) enum Endpoint<'a> {
     },
     Group(&'a str),
     User(&'a str),
+    /// `users/{id}/memberOf` or `transitiveMemberOf`, groups only (with or without the cast).
+    MemberOf {
+        user: &'a str,
+        transitive: bool,
+    },
     Users,
     Batch,
 }
@@ -124,6 +129,12 @@ impl Endpoint<'_> {
             ),
             Self::Group(_) => (Method::GET, "/groups/{id}"),
             Self::User(_) => (Method::GET, "/users/{id}"),
+            Self::MemberOf {
+                transitive: false, ..
+            } => (Method::GET, "/users/{id}/memberOf"),
+            Self::MemberOf {
+                transitive: true, ..
+            } => (Method::GET, "/users/{id}/transitiveMemberOf"),
             Self::Users => (Method::GET, "/users"),
             Self::Batch => (Method::POST, "/$batch"),
         }
@@ -144,11 +155,31 @@ pub(super) fn segments(path: &str) -> Result<Vec<String>, GraphError> {
 /// Which endpoint the segments name, if any (segment names are case-insensitive, as in Graph).
 pub(super) fn classify(segs: &[String]) -> Option<Endpoint<'_>> {
     let is = |i: usize, name: &str| segs.get(i).is_some_and(|s| s.eq_ignore_ascii_case(name));
-    let user_cast = |i: usize| is(i, "microsoft.graph.user");
+    // Graph accepts a type cast with its namespace or its alias (`graph.user`, which
+    // graph-rs-sdk sends).
+    let cast = |i: usize, name: &str| {
+        segs.get(i).is_some_and(|s| {
+            let s = s.to_ascii_lowercase();
+            let short = s
+                .strip_prefix("microsoft.graph.")
+                .or_else(|| s.strip_prefix("graph."));
+            short == Some(name)
+        })
+    };
+    let user_cast = |i: usize| cast(i, "user");
     match segs.len() {
         1 if is(0, "$batch") => Some(Endpoint::Batch),
         1 if is(0, "users") => Some(Endpoint::Users),
         2 if is(0, "users") => Some(Endpoint::User(&segs[1])),
+        3 | 4 if is(0, "users") && (is(2, "memberOf") || is(2, "transitiveMemberOf")) => {
+            if segs.len() == 4 && !cast(3, "group") {
+                return None;
+            }
+            Some(Endpoint::MemberOf {
+                user: &segs[1],
+                transitive: is(2, "transitiveMemberOf"),
+            })
+        }
         2 if is(0, "groups") => Some(Endpoint::Group(&segs[1])),
         2 if is(0, "directoryObjects") && is(1, "getByIds") => Some(Endpoint::GetByIds),
         3 if is(0, "servicePrincipals") && is(2, "appRoleAssignedTo") => {
@@ -225,6 +256,7 @@ fn answer(
         } => members(shared, group, transitive, users_only, &q),
         Endpoint::Group(id) => group(shared, id, &q),
         Endpoint::User(id) => user(shared, id, &q),
+        Endpoint::MemberOf { user, transitive } => member_of(shared, user, transitive, &q),
         Endpoint::Users => users(shared, &q),
         Endpoint::Batch => Err(GraphError::new(
             StatusCode::BAD_REQUEST,
@@ -533,6 +565,49 @@ fn group(shared: &Shared, id: &str, q: &Query) -> Result<Reply, GraphError> {
     );
     m.insert("@odata.context".to_owned(), Value::String(context));
     Ok(Reply::ok(Value::Object(m)))
+}
+
+/// The groups a user belongs to, directly or through nesting (the sync only reads groups, so
+/// the simulator lists groups only, as with the `microsoft.graph.group` cast).
+fn member_of(
+    shared: &Shared,
+    user: &str,
+    transitive: bool,
+    q: &Query,
+) -> Result<Reply, GraphError> {
+    let select = q.selected(GROUP_PROPS, "group")?;
+    let graph = shared.graph_url();
+    let relation = if transitive {
+        "transitiveMemberOf"
+    } else {
+        "memberOf"
+    };
+    let url = format!("{graph}/users/{user}/{relation}/microsoft.graph.group");
+    let (items, next) = {
+        let tenant = shared.tenant();
+        let Some(u) = tenant.user(user).or_else(|| tenant.user_by_upn(user)) else {
+            return Err(GraphError::not_found(user));
+        };
+        let groups = tenant.groups_of(&u.id, transitive);
+        let page = page(q, groups.len(), &url)?;
+        let items = groups[page.range]
+            .iter()
+            .map(|g| {
+                let mut m = match &select {
+                    Some(s) => project(&group_json(g), s),
+                    None => group_json(g),
+                };
+                m.insert(
+                    "@odata.type".to_owned(),
+                    Value::String("#microsoft.graph.group".to_owned()),
+                );
+                Value::Object(m)
+            })
+            .collect();
+        (items, page.next_link)
+    };
+    let context = format!("{graph}/$metadata#groups{}", select_suffix(&select));
+    Ok(finish_page(shared, q, &url, context, items, next))
 }
 
 fn user(shared: &Shared, id: &str, q: &Query) -> Result<Reply, GraphError> {

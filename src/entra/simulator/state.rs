@@ -425,6 +425,23 @@ impl Tenant {
         out
     }
 
+    /// The groups `member_id` is a member of: directly, or (with `transitive`) also through
+    /// nesting; in group order, each once.
+    pub fn groups_of(&self, member_id: &str, transitive: bool) -> Vec<&SimGroup> {
+        let mut found: HashSet<&str> = HashSet::new();
+        let mut frontier = vec![member_id];
+        while let Some(id) = frontier.pop() {
+            for g in self.groups() {
+                if g.members.iter().any(|m| m == id) && found.insert(g.id.as_str()) && transitive {
+                    frontier.push(g.id.as_str());
+                }
+            }
+        }
+        self.groups()
+            .filter(|g| found.contains(g.id.as_str()))
+            .collect()
+    }
+
     /// A user or group by id.
     pub(super) fn object(&self, id: &str) -> Option<Object<'_>> {
         if let Some(u) = self.users.get(id) {

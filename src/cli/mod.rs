@@ -20,6 +20,9 @@ use crate::integrations;
 use crate::secrets::SecretKey;
 use crate::store::{LogQuery, Store, StoreConfig};
 
+mod demo;
+mod sync;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "essentry-sync",
@@ -36,7 +39,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP server (SCIM endpoint, health).
+    /// Run the service: the SCIM endpoint, the admin API, health, and the scheduled pull sync of
+    /// every Graph integration.
     Serve {
         /// Address to listen on (overrides server.listen).
         #[arg(long)]
@@ -51,6 +55,20 @@ pub enum Command {
     /// Create and list appointments.
     #[command(subcommand)]
     Appointments(AppointmentsCmd),
+    /// Run one pull-sync cycle of a Graph integration in the foreground (or, with --user,
+    /// provision one user on demand) and exit with its outcome.
+    Sync(sync::SyncArgs),
+    /// Show each Graph integration's last cycle, its outcome and the next run.
+    Status {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Create admin API tokens.
+    #[command(subcommand)]
+    AdminToken(sync::AdminTokenCmd),
+    /// Try the pull sync end to end against a built-in Graph simulator (no configuration, no
+    /// Microsoft tenant needed); prints what happened.
+    Demo(demo::DemoArgs),
     /// Show the email outbox (guest cancellation notices waiting for delivery).
     Outbox {
         #[command(flatten)]
@@ -91,6 +109,8 @@ pub struct Common {
     pub json: bool,
 }
 
+// Parsed once per process; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum IntegrationCmd {
     /// Create a SCIM integration: prints the Endpoint URL and the Token to paste into your IdP.
@@ -101,6 +121,9 @@ pub enum IntegrationCmd {
         #[command(flatten)]
         common: Common,
     },
+    /// Create a Graph integration: essentry-sync pulls the users and groups assigned to your
+    /// Entra enterprise application (client credentials; the secret is sealed at rest).
+    CreateGraph(sync::CreateGraphArgs),
     /// List integrations, tokens masked unless --reveal ("privacy mode" off).
     List {
         #[command(flatten)]
@@ -185,21 +208,21 @@ impl Env {
         })
     }
 
-    fn account_name<'a>(&'a self, common: &'a Common) -> &'a str {
+    pub(crate) fn account_name<'a>(&'a self, common: &'a Common) -> &'a str {
         common
             .account
             .as_deref()
             .unwrap_or(&self.settings.directory.default_account)
     }
 
-    async fn account(&self, common: &Common) -> Result<AccountId> {
+    pub(crate) async fn account(&self, common: &Common) -> Result<AccountId> {
         Ok(self
             .store
             .ensure_account(self.account_name(common), self.clock.now())
             .await?)
     }
 
-    fn secret_key(&self) -> Result<SecretKey> {
+    pub(crate) fn secret_key(&self) -> Result<SecretKey> {
         match &self.settings.secrets.key {
             Some(k) => Ok(SecretKey::from_base64(k)?),
             None => Ok(SecretKey::load_or_create(&self.settings.secrets.key_file)?),
@@ -219,7 +242,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-fn print_json(value: &impl Serialize) -> Result<()> {
+pub(crate) fn print_json(value: &impl Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -233,6 +256,10 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
         }
         Command::Appointments(cmd) => appointments(Env::open(settings).await?, cmd).await,
         Command::Outbox { common } => outbox(Env::open(settings).await?, common).await,
+        Command::Sync(args) => sync::sync(Env::open(settings).await?, args).await,
+        Command::Status { common } => sync::status(Env::open(settings).await?, common).await,
+        Command::AdminToken(cmd) => sync::admin_token(Env::open(settings).await?, cmd).await,
+        Command::Demo(args) => demo::run(settings, args).await,
         Command::Logs {
             common,
             integration,
@@ -312,7 +339,13 @@ async fn serve(mut settings: Settings, listen: Option<String>) -> Result<()> {
     env.store
         .ensure_account(&env.settings.directory.default_account, env.clock.now())
         .await?;
-    let state = AppState::new(env.store, env.clock, env.settings);
+    let key = env.secret_key()?;
+    let runner = crate::sync::schedule::Runner::new(sync::sync_env(&env), key.clone());
+    let scheduler = runner
+        .start()
+        .await
+        .map_err(|e| anyhow!("starting the sync scheduler: {e}"))?;
+    let state = AppState::with_key(env.store, env.clock, env.settings, Some(key));
     tracing::info!(address = %local, scim = %state.scim_base, backend = state.store.backend_name(), "essentry-sync serving");
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
@@ -339,6 +372,9 @@ async fn serve(mut settings: Settings, listen: Option<String>) -> Result<()> {
     };
     let state_for_close = state.clone();
     http::serve(listener, state, shutdown).await?;
+    runner
+        .stop(scheduler, std::time::Duration::from_secs(30))
+        .await;
     state_for_close.store.close().await;
     Ok(())
 }
@@ -346,6 +382,7 @@ async fn serve(mut settings: Settings, listen: Option<String>) -> Result<()> {
 async fn integration(env: Env, cmd: IntegrationCmd) -> Result<()> {
     let endpoint = env.settings.scim_base_url();
     match cmd {
+        IntegrationCmd::CreateGraph(args) => sync::create_graph(env, args).await,
         IntegrationCmd::CreateScim { name, common } => {
             let account = env.account(&common).await?;
             let key = env.secret_key()?;
@@ -503,6 +540,61 @@ pub fn parse_guest(raw: &str) -> Result<Guest> {
     })
 }
 
+/// Books an appointment hosted by `host` (who must exist) with `guests`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn book_appointment(
+    store: &Store,
+    account: &AccountId,
+    account_name: &str,
+    host_name: &UserName,
+    title: &str,
+    starts_at: DateTime<Utc>,
+    ends_at: Option<DateTime<Utc>>,
+    guests: Vec<Guest>,
+) -> Result<Appointment> {
+    let host = store
+        .user_by_name(account, host_name)
+        .await?
+        .ok_or_else(|| anyhow!("no user {host_name} in account {account_name:?}"))?;
+    let ends_at = ends_at.unwrap_or(starts_at + TimeDelta::hours(1));
+    if ends_at <= starts_at {
+        bail!("--ends-at must be after --starts-at");
+    }
+    if title.trim().is_empty() {
+        bail!("--title must not be empty");
+    }
+    let display = [
+        host.attrs.given_name.as_deref(),
+        host.attrs.family_name.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ");
+    let appointment = Appointment {
+        id: AppointmentId::generate(),
+        account_id: account.clone(),
+        host_user_id: Some(host.id.clone()),
+        host_user_name: host.attrs.user_name.as_str().to_owned(),
+        host_display: if display.is_empty() {
+            host.attrs.user_name.as_str().to_owned()
+        } else {
+            display
+        },
+        title: title.trim().to_owned(),
+        starts_at,
+        ends_at,
+        status: AppointmentStatus::Scheduled,
+        cancelled_at: None,
+        cancel_reason: None,
+        guests,
+    };
+    let mut tx = store.begin().await?;
+    tx.insert_appointment(&appointment).await?;
+    tx.commit().await?;
+    Ok(appointment)
+}
+
 async fn appointments(env: Env, cmd: AppointmentsCmd) -> Result<()> {
     match cmd {
         AppointmentsCmd::Create {
@@ -515,56 +607,21 @@ async fn appointments(env: Env, cmd: AppointmentsCmd) -> Result<()> {
         } => {
             let account = env.account(&common).await?;
             let host_name = UserName::parse(&host).map_err(|e| anyhow!("--host: {e}"))?;
-            let host = env
-                .store
-                .user_by_name(&account, &host_name)
-                .await?
-                .ok_or_else(|| {
-                    anyhow!(
-                        "no user {host_name} in account {:?}",
-                        env.account_name(&common)
-                    )
-                })?;
-            let ends_at = ends_at.unwrap_or(starts_at + TimeDelta::hours(1));
-            if ends_at <= starts_at {
-                bail!("--ends-at must be after --starts-at");
-            }
-            if title.trim().is_empty() {
-                bail!("--title must not be empty");
-            }
             let guests = guests
                 .iter()
                 .map(|g| parse_guest(g))
                 .collect::<Result<Vec<_>>>()?;
-            let display = [
-                host.attrs.given_name.as_deref(),
-                host.attrs.family_name.as_deref(),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
-            let appointment = Appointment {
-                id: AppointmentId::generate(),
-                account_id: account,
-                host_user_id: Some(host.id.clone()),
-                host_user_name: host.attrs.user_name.as_str().to_owned(),
-                host_display: if display.is_empty() {
-                    host.attrs.user_name.as_str().to_owned()
-                } else {
-                    display
-                },
-                title: title.trim().to_owned(),
+            let appointment = book_appointment(
+                &env.store,
+                &account,
+                env.account_name(&common),
+                &host_name,
+                &title,
                 starts_at,
                 ends_at,
-                status: AppointmentStatus::Scheduled,
-                cancelled_at: None,
-                cancel_reason: None,
                 guests,
-            };
-            let mut tx = env.store.begin().await?;
-            tx.insert_appointment(&appointment).await?;
-            tx.commit().await?;
+            )
+            .await?;
             if common.json {
                 return print_json(&appointment);
             }

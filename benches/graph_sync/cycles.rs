@@ -1,0 +1,369 @@
+//! One backend, end to end: the tenant and simulator, the store and integration, then the three
+//! measured cycles (initial, steady, 1% changed) with the store checked independently between
+//! them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use chrono::{DateTime, Utc};
+use essentry_sync::config::SyncSettings;
+use essentry_sync::domain::{AccountId, SystemClock};
+use essentry_sync::entra::simulator::{Simulator, large_tenant};
+use essentry_sync::integrations::GraphIntegration;
+use essentry_sync::store::Store;
+use essentry_sync::sync::cycle::{CycleOptions, CycleReport, Outcome, SyncEnv, Trigger, run_cycle};
+
+use crate::setup::{Expected, StoreTarget, integration};
+use crate::{Backend, Options, memory_mb};
+
+/// The given-name prefix of the users renamed for the "1% changed" cycle.
+const RENAMED: &str = "Renamed";
+/// One user in this many is renamed.
+const RENAME_EVERY: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CycleKind {
+    Initial,
+    Steady,
+    Changed,
+}
+
+impl CycleKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Initial => "1. initial (all creates)",
+            Self::Steady => "2. steady (no changes)",
+            Self::Changed => "3. 1% givenName changed",
+        }
+    }
+}
+
+/// One measured cycle.
+#[derive(Debug, Clone)]
+pub struct CycleResult {
+    pub kind: CycleKind,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    /// Around `run_cycle`, including the cycle row's start and finish.
+    pub wall: Duration,
+    /// The report's own `duration_ms` (read, plan and apply).
+    pub report_ms: u64,
+    pub apply_ms: Option<u64>,
+    /// Graph requests counted by the reader (retries included).
+    pub client_requests: u64,
+    /// Graph requests the simulator answered.
+    pub sim_requests: u64,
+    pub token_requests: u64,
+    pub throttled: u64,
+    pub retries: u64,
+    pub by_route: BTreeMap<String, u64>,
+    pub users_in_scope: Option<usize>,
+    pub stored_before: Option<usize>,
+    pub created: usize,
+    pub updated: usize,
+    pub deprovisioned: usize,
+    pub unchanged: usize,
+    pub staged: usize,
+    pub skipped: usize,
+    pub planned: BTreeMap<&'static str, usize>,
+    pub notes: Vec<String>,
+    pub rss_mb: f64,
+    pub hwm_mb: f64,
+}
+
+impl CycleResult {
+    pub fn planned(&self, action: &str) -> usize {
+        self.planned.get(action).copied().unwrap_or(0)
+    }
+
+    /// No directory row written and none planned.
+    pub fn zero_writes(&self) -> bool {
+        self.created == 0
+            && self.updated == 0
+            && self.deprovisioned == 0
+            && ["create", "update", "delete", "staged_delete"]
+                .iter()
+                .all(|a| self.planned(a) == 0)
+    }
+
+    fn from_report(
+        kind: CycleKind,
+        r: &CycleReport,
+        wall: Duration,
+        sim: &Simulator,
+    ) -> Result<Self> {
+        let stats = sim.stats();
+        let (rss_mb, hwm_mb) = memory_mb()?;
+        let mut planned: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for c in &r.changes {
+            *planned.entry(c.action).or_default() += 1;
+        }
+        let a = r.applied.clone().unwrap_or_default();
+        Ok(Self {
+            kind,
+            outcome: r.outcome,
+            error: r
+                .error
+                .as_ref()
+                .map(|e| format!("{}: {}", e.code, e.message)),
+            wall,
+            report_ms: r.duration_ms,
+            apply_ms: r.applied.as_ref().map(|a| a.duration_ms),
+            client_requests: r.graph.requests,
+            sim_requests: stats.graph_requests,
+            token_requests: stats.token_requests,
+            throttled: r.graph.throttled.max(stats.throttled),
+            retries: r.graph.retries,
+            by_route: stats.by_route,
+            users_in_scope: r.read.as_ref().map(|s| s.users_in_scope),
+            stored_before: r.read.as_ref().map(|s| s.stored_users),
+            created: a.created,
+            updated: a.updated,
+            deprovisioned: a.deprovisioned,
+            unchanged: a.unchanged,
+            staged: a.staged,
+            skipped: a.skipped,
+            planned,
+            notes: r.notes.clone(),
+            rss_mb,
+            hwm_mb,
+        })
+    }
+}
+
+/// What the stored users look like, read a page at a time (so that checking does not raise the
+/// peak memory the cycles are measured by).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub users: usize,
+    pub version_sum: i64,
+    pub latest_update: Option<DateTime<Utc>>,
+    /// Users whose given name carries the rename prefix.
+    pub renamed: usize,
+}
+
+async fn fingerprint(store: &Store, account: &AccountId) -> Result<Fingerprint> {
+    const PAGE: i64 = 10_000;
+    let mut f = Fingerprint {
+        users: 0,
+        version_sum: 0,
+        latest_update: None,
+        renamed: 0,
+    };
+    loop {
+        let (page, _) = store
+            .list_users(account, None, f.users as i64, PAGE, false)
+            .await
+            .context("listing the stored users")?;
+        let n = page.len();
+        for u in page {
+            f.users += 1;
+            f.version_sum += u.version;
+            f.latest_update = f.latest_update.max(Some(u.updated_at));
+            if u.attrs
+                .given_name
+                .as_deref()
+                .is_some_and(|g| g.starts_with(RENAMED))
+            {
+                f.renamed += 1;
+            }
+        }
+        if (n as i64) < PAGE {
+            return Ok(f);
+        }
+    }
+}
+
+/// Everything measured on one backend.
+pub struct BackendRun {
+    pub backend: Backend,
+    pub expected: Expected,
+    pub tenant_build: Duration,
+    /// Process memory once the tenant is built and the simulator serves it, before any cycle.
+    pub baseline_rss_mb: f64,
+    pub baseline_hwm_mb: f64,
+    pub cycles: Vec<CycleResult>,
+    /// Stored users after the initial cycle.
+    pub after_initial: Option<Fingerprint>,
+    /// Stored users after the steady cycle (should equal `after_initial`).
+    pub after_steady: Option<Fingerprint>,
+    pub after_changed: Option<Fingerprint>,
+    /// Users renamed in the simulator before the third cycle.
+    pub changed: usize,
+    pub db_size_mb: Option<f64>,
+}
+
+impl BackendRun {
+    pub fn cycle(&self, kind: CycleKind) -> Option<&CycleResult> {
+        self.cycles.iter().find(|c| c.kind == kind)
+    }
+}
+
+/// Runs one backend in its own task, so that Ctrl-C still drops the PostgreSQL schema.
+pub async fn run_backend(backend: Backend, opts: &Options) -> Result<BackendRun> {
+    let dir = tempfile::Builder::new()
+        .prefix("essentry-graph-bench-")
+        .tempdir()
+        .context("creating a temp dir")?;
+    let target = Arc::new(StoreTarget::new(backend, dir.path(), &opts.pg_url));
+    let task = {
+        let (target, dir, users) = (target.clone(), dir.path().to_owned(), opts.users);
+        tokio::spawn(async move { run_in(backend, users, &dir, &target).await })
+    };
+    let abort = task.abort_handle();
+    let result = tokio::select! {
+        joined = task => joined.map_err(|e| anyhow!("the {} run panicked: {e}", backend.name())).and_then(|r| r),
+        _ = tokio::signal::ctrl_c() => {
+            abort.abort();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Err(anyhow!("interrupted"))
+        }
+    };
+    target.cleanup().await;
+    result
+}
+
+async fn run_in(
+    backend: Backend,
+    users: usize,
+    dir: &Path,
+    target: &StoreTarget,
+) -> Result<BackendRun> {
+    let name = backend.name();
+    eprintln!("{name}: building a tenant of {users} users ...");
+    let started = Instant::now();
+    let tenant = large_tenant(users);
+    let expected = Expected::of(&tenant);
+    let tenant_build = started.elapsed();
+    eprintln!(
+        "  built in {:.1} s: {}",
+        tenant_build.as_secs_f64(),
+        expected.describe()
+    );
+    let sim = Simulator::start(tenant)
+        .await
+        .context("starting the Graph simulator")?;
+    let store = target.open().await?;
+    let result = measure(backend, &sim, &store, dir, target, expected, tenant_build).await;
+    store.close().await;
+    sim.shutdown().await;
+    result
+}
+
+async fn measure(
+    backend: Backend,
+    sim: &Simulator,
+    store: &Store,
+    dir: &Path,
+    target: &StoreTarget,
+    expected: Expected,
+    tenant_build: Duration,
+) -> Result<BackendRun> {
+    let (account, integ) = integration(store, dir, sim.graph_url(), sim.authority_url()).await?;
+    let env = SyncEnv {
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+        settings: SyncSettings::default(),
+    };
+    let (baseline_rss_mb, baseline_hwm_mb) = memory_mb()?;
+    eprintln!(
+        "  simulator at {}, store {}; process RSS {baseline_rss_mb:.1} MB (peak {baseline_hwm_mb:.1} MB)",
+        sim.graph_url(),
+        target.url
+    );
+    let mut run = BackendRun {
+        backend,
+        expected,
+        tenant_build,
+        baseline_rss_mb,
+        baseline_hwm_mb,
+        cycles: Vec::new(),
+        after_initial: None,
+        after_steady: None,
+        after_changed: None,
+        changed: 0,
+        db_size_mb: None,
+    };
+
+    let c = one_cycle(&env, &integ, sim, CycleKind::Initial).await?;
+    let ok = c.outcome != Outcome::Failed;
+    run.cycles.push(c);
+    if !ok {
+        return Ok(run);
+    }
+    run.after_initial = Some(fingerprint(store, &account).await?);
+
+    let c = one_cycle(&env, &integ, sim, CycleKind::Steady).await?;
+    let ok = c.outcome != Outcome::Failed;
+    run.cycles.push(c);
+    if !ok {
+        return Ok(run);
+    }
+    run.after_steady = Some(fingerprint(store, &account).await?);
+
+    let renamed: Vec<String> = sim.with_tenant(|t| {
+        t.users()
+            .step_by(RENAME_EVERY)
+            .map(|u| u.id.clone())
+            .collect()
+    });
+    sim.with_tenant(|t| {
+        for (i, id) in renamed.iter().enumerate() {
+            t.update_user(id, |u| u.given_name = Some(format!("{RENAMED}{i:06}")));
+        }
+    });
+    run.changed = renamed.len();
+    eprintln!(
+        "  renamed givenName of {} users in the simulator",
+        run.changed
+    );
+    let c = one_cycle(&env, &integ, sim, CycleKind::Changed).await?;
+    let ok = c.outcome != Outcome::Failed;
+    run.cycles.push(c);
+    if ok {
+        run.after_changed = Some(fingerprint(store, &account).await?);
+    }
+    run.db_size_mb = target.sqlite_size_mb();
+    Ok(run)
+}
+
+async fn one_cycle(
+    env: &SyncEnv,
+    integ: &GraphIntegration,
+    sim: &Simulator,
+    kind: CycleKind,
+) -> Result<CycleResult> {
+    eprintln!("  cycle {} ...", kind.label());
+    sim.reset_stats();
+    let opts = CycleOptions {
+        trigger: Trigger::Manual,
+        dry_run: false,
+        allow_deletes: false,
+    };
+    let started = Instant::now();
+    let report = run_cycle(env, integ, opts)
+        .await
+        .context("the cycle could not be recorded")?;
+    let wall = started.elapsed();
+    let c = CycleResult::from_report(kind, &report, wall, sim)?;
+    eprintln!(
+        "    {} in {:.2} s: {} Graph requests, created {} updated {} deprovisioned {} unchanged {}; RSS {:.1} MB (peak {:.1} MB){}",
+        c.outcome.as_str(),
+        wall.as_secs_f64(),
+        c.client_requests,
+        c.created,
+        c.updated,
+        c.deprovisioned,
+        c.unchanged,
+        c.rss_mb,
+        c.hwm_mb,
+        c.error
+            .as_deref()
+            .map(|e| format!("\n    error: {e}"))
+            .unwrap_or_default()
+    );
+    Ok(c)
+}

@@ -1,0 +1,253 @@
+//! The report: a markdown table of every cycle, notes (requests by route, the store checks), and
+//! the checks with their verdicts.
+
+use std::fmt::Write as _;
+
+use crate::cycles::{BackendRun, CycleKind, CycleResult};
+use crate::{Backend, Options};
+
+/// Floors (SQLite, 2-core machine).
+const FLOOR_INITIAL_S: f64 = 120.0;
+const FLOOR_STEADY_S: f64 = 30.0;
+const FLOOR_PEAK_RSS_MB: f64 = 300.0;
+
+fn requests_vs_min(c: &CycleResult, min: usize) -> String {
+    let over = c.client_requests as i64 - min as i64;
+    match over {
+        0 => "at the minimum".to_owned(),
+        n if n > 0 => format!("{n} over the minimum"),
+        n => format!("{} under the minimum (?)", -n),
+    }
+}
+
+pub fn table(runs: &[BackendRun], opts: &Options) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n### essentry-sync Graph pull sync: tenant of {} users, simulator on loopback\n",
+        opts.users
+    );
+    let _ = writeln!(
+        s,
+        "| Backend | Cycle | Outcome | Wall s | Graph requests (reader / simulator) | Minimum | Token requests | Created | Updated | Deprovisioned | Unchanged | Apply s | RSS MB | Peak RSS (HWM) MB |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    );
+    for r in runs {
+        let min = r.expected.min_requests();
+        for c in &r.cycles {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.2} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
+                r.backend.name(),
+                c.kind.label(),
+                c.outcome.as_str(),
+                c.wall.as_secs_f64(),
+                c.client_requests,
+                c.sim_requests,
+                min,
+                c.token_requests,
+                c.created,
+                c.updated,
+                c.deprovisioned,
+                c.unchanged,
+                c.apply_ms
+                    .map(|ms| format!("{:.2}", ms as f64 / 1000.0))
+                    .unwrap_or_else(|| "-".to_owned()),
+                c.rss_mb,
+                c.hwm_mb,
+            );
+        }
+    }
+    s.push('\n');
+    for r in runs {
+        let name = r.backend.name();
+        let _ = writeln!(
+            s,
+            "- {name}: tenant built in {:.1} s; {}",
+            r.tenant_build.as_secs_f64(),
+            r.expected.describe()
+        );
+        let _ = writeln!(
+            s,
+            "- {name}: process before the first cycle (tenant + simulator + store open): RSS {:.1} MB, peak {:.1} MB",
+            r.baseline_rss_mb, r.baseline_hwm_mb
+        );
+        for c in &r.cycles {
+            let label = c.kind.label();
+            let _ = writeln!(
+                s,
+                "- {name} {label}: {:.2} s wall, {} ms by the report; {} Graph requests ({}); throttled {}, retries {}; in scope {}, stored before {}; planned {:?}; staged {}, skipped {}",
+                c.wall.as_secs_f64(),
+                c.report_ms,
+                c.client_requests,
+                requests_vs_min(c, r.expected.min_requests()),
+                c.throttled,
+                c.retries,
+                c.users_in_scope
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                c.stored_before
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                c.planned,
+                c.staged,
+                c.skipped,
+            );
+            if c.kind == CycleKind::Initial {
+                let routes: Vec<String> = c
+                    .by_route
+                    .iter()
+                    .map(|(route, n)| format!("{route} ×{n}"))
+                    .collect();
+                let _ = writeln!(s, "- {name} {label}: by route: {}", routes.join(", "));
+            }
+            for note in &c.notes {
+                let _ = writeln!(s, "- {name} {label}: note: {note}");
+            }
+            if let Some(e) = &c.error {
+                let _ = writeln!(s, "- {name} {label}: ERROR: {e}");
+            }
+        }
+        for (what, f) in [
+            ("after the initial cycle", &r.after_initial),
+            ("after the steady cycle", &r.after_steady),
+            ("after the 1% cycle", &r.after_changed),
+        ] {
+            if let Some(f) = f {
+                let _ = writeln!(
+                    s,
+                    "- {name}: stored users {what}: {} users, version sum {}, latest update {}, {} renamed",
+                    f.users,
+                    f.version_sum,
+                    f.latest_update
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_else(|| "-".into()),
+                    f.renamed
+                );
+            }
+        }
+        if let Some(mb) = r.db_size_mb {
+            let _ = writeln!(s, "- {name}: database file (with WAL) {mb:.1} MB");
+        }
+    }
+    s
+}
+
+pub struct Check {
+    pub what: String,
+    pub passed: bool,
+    /// Failing it fails the run (timing and memory floors are enforced on SQLite only).
+    pub enforced: bool,
+}
+
+pub fn checks(r: &BackendRun) -> Vec<Check> {
+    let floors = r.backend == Backend::Sqlite;
+    let mut out = Vec::new();
+    let mut check = |what: String, passed: bool, enforced: bool| {
+        out.push(Check {
+            what,
+            passed,
+            enforced,
+        })
+    };
+    let n = r.expected.in_scope;
+
+    match r.cycle(CycleKind::Initial) {
+        Some(c) => {
+            let stored = r.after_initial.as_ref().map(|f| f.users).unwrap_or(0);
+            check(
+                format!(
+                    "initial cycle: outcome {} and {} users created, {stored} stored (expected {n})",
+                    c.outcome.as_str(),
+                    c.created
+                ),
+                c.outcome.as_str() == "success" && c.created == n && stored == n,
+                true,
+            );
+            check(
+                format!(
+                    "initial cycle: {:.2} s < {FLOOR_INITIAL_S:.0} s",
+                    c.wall.as_secs_f64()
+                ),
+                c.wall.as_secs_f64() < FLOOR_INITIAL_S,
+                floors,
+            );
+        }
+        None => check("initial cycle: not run".into(), false, true),
+    }
+
+    match r.cycle(CycleKind::Steady) {
+        Some(c) => {
+            let same = match (&r.after_initial, &r.after_steady) {
+                (Some(a), Some(b)) => {
+                    a.users == b.users
+                        && a.version_sum == b.version_sum
+                        && a.latest_update == b.latest_update
+                }
+                _ => false,
+            };
+            check(
+                format!(
+                    "steady cycle: outcome {}, zero writes (applied created {} updated {} deprovisioned {}; planned create/update/delete/staged {}/{}/{}/{}; stored users unchanged: {})",
+                    c.outcome.as_str(),
+                    c.created,
+                    c.updated,
+                    c.deprovisioned,
+                    c.planned("create"),
+                    c.planned("update"),
+                    c.planned("delete"),
+                    c.planned("staged_delete"),
+                    if same { "yes" } else { "NO" }
+                ),
+                c.outcome.as_str() == "success" && c.zero_writes() && same,
+                true,
+            );
+            check(
+                format!(
+                    "steady cycle: {:.2} s < {FLOOR_STEADY_S:.0} s",
+                    c.wall.as_secs_f64()
+                ),
+                c.wall.as_secs_f64() < FLOOR_STEADY_S,
+                floors,
+            );
+        }
+        None => check("steady cycle: not run".into(), false, true),
+    }
+
+    match r.cycle(CycleKind::Changed) {
+        Some(c) => {
+            let renamed = r.after_changed.as_ref().map(|f| f.renamed).unwrap_or(0);
+            check(
+                format!(
+                    "1% cycle: outcome {}, {} updated (planned {}) = {} changed, {renamed} renamed in the store, created {} deprovisioned {}",
+                    c.outcome.as_str(),
+                    c.updated,
+                    c.planned("update"),
+                    r.changed,
+                    c.created,
+                    c.deprovisioned,
+                ),
+                c.outcome.as_str() == "success"
+                    && c.updated == r.changed
+                    && c.planned("update") == r.changed
+                    && renamed == r.changed
+                    && c.created == 0
+                    && c.deprovisioned == 0
+                    && c.planned("delete") == 0,
+                true,
+            );
+        }
+        None => check("1% cycle: not run".into(), false, true),
+    }
+
+    let peak = r.cycles.iter().map(|c| c.hwm_mb).fold(0.0, f64::max);
+    check(
+        format!("peak RSS (VmHWM) {peak:.1} MB < {FLOOR_PEAK_RSS_MB:.0} MB"),
+        !r.cycles.is_empty() && peak < FLOOR_PEAK_RSS_MB,
+        floors,
+    );
+    out
+}

@@ -1,0 +1,192 @@
+//! The admin API under `/admin/v1`, for operators and their tooling. It is protected by its own
+//! bearer tokens (`essentry-sync admin-token create`; only their SHA-256 is stored and compared
+//! in constant time), separate from the SCIM tokens.
+//!
+//! - `POST /admin/v1/integrations/{name}/provision-on-demand` `{"user": "<UPN or object id>",
+//!   "dryRun": false, "account": "default"}` → the on-demand report (steps, action, modified
+//!   attributes or the error);
+//! - `POST /admin/v1/integrations/{name}/sync` `{"dryRun": false, "allowDeletes": false}` → the
+//!   cycle report (`allowDeletes` approves deletions the threshold held);
+//! - `GET /admin/v1/status` → each Graph integration's last cycle and next run.
+//!
+//! Handlers are thin: typed errors map to JSON `{"error": ..., "message": ...}` with a status.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::http::AppState;
+use crate::integrations::{self, GraphIntegration, IntegrationError};
+use crate::secrets;
+use crate::sync::cycle::{CycleOptions, SyncEnv, Trigger, run_cycle};
+use crate::sync::on_demand::provision_user;
+use crate::sync::schedule::Runner;
+
+/// An admin API failure.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("a valid admin token is required (Authorization: Bearer essy_admin_...)")]
+    Unauthorized,
+    #[error("the admin API is not configured on this server (no secrets key)")]
+    Unavailable,
+    #[error(transparent)]
+    Integration(#[from] IntegrationError),
+    #[error(transparent)]
+    Store(#[from] crate::domain::StoreError),
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Integration(IntegrationError::NotFound { .. }) => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
+            Self::Integration(IntegrationError::NotGraph { .. }) | Self::BadRequest(_) => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
+            Self::Integration(_) | Self::Store(_) => {
+                tracing::error!(error = %self, "admin API request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        let mut response = (
+            status,
+            Json(json!({ "error": code, "message": self.to_string() })),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"essentry-sync admin\""),
+            );
+        }
+        response
+    }
+}
+
+async fn authorize(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, AdminError> {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty())
+        .ok_or(AdminError::Unauthorized)?;
+    let hash = secrets::token_hash(presented);
+    match state.store.admin_token_by_hash(&hash).await? {
+        Some(row) if secrets::verify_token(presented, &row.token_hash) => {
+            let span = tracing::info_span!("admin", token = %row.name);
+            Ok(next.run(request).instrument(span).await)
+        }
+        _ => Err(AdminError::Unauthorized),
+    }
+}
+
+fn env(state: &AppState) -> SyncEnv {
+    SyncEnv {
+        store: state.store.clone(),
+        clock: state.clock.clone(),
+        settings: state.settings.sync.clone(),
+    }
+}
+
+async fn open(
+    state: &AppState,
+    account: Option<&str>,
+    name: &str,
+) -> Result<GraphIntegration, AdminError> {
+    let key = state.secret_key.as_ref().ok_or(AdminError::Unavailable)?;
+    let account_name = account.unwrap_or(&state.settings.directory.default_account);
+    let account = state
+        .store
+        .account_by_name(account_name)
+        .await?
+        .ok_or_else(|| AdminError::BadRequest(format!("no account {account_name:?}")))?;
+    let row = integrations::find(&state.store, &account, account_name, name).await?;
+    Ok(GraphIntegration::open(row, key)?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OnDemandBody {
+    user: String,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    account: Option<String>,
+}
+
+async fn provision_on_demand(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Json(body): Json<OnDemandBody>,
+) -> Result<Response, AdminError> {
+    if body.user.trim().is_empty() {
+        return Err(AdminError::BadRequest("`user` is required".to_owned()));
+    }
+    let integ = open(&state, body.account.as_deref(), &name).await?;
+    let report = provision_user(&env(&state), &integ, &body.user, body.dry_run).await?;
+    Ok(Json(report).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct SyncBody {
+    dry_run: bool,
+    allow_deletes: bool,
+    account: Option<String>,
+}
+
+async fn sync(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Json(body): Json<SyncBody>,
+) -> Result<Response, AdminError> {
+    let integ = open(&state, body.account.as_deref(), &name).await?;
+    let report = run_cycle(
+        &env(&state),
+        &integ,
+        CycleOptions {
+            trigger: Trigger::Manual,
+            dry_run: body.dry_run,
+            allow_deletes: body.allow_deletes,
+        },
+    )
+    .await?;
+    Ok(Json(report).into_response())
+}
+
+async fn status(State(state): State<AppState>) -> Result<Response, AdminError> {
+    let key = state.secret_key.clone().ok_or(AdminError::Unavailable)?;
+    let runner = Runner::new(env(&state), key);
+    Ok(Json(runner.status().await?).into_response())
+}
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/integrations/{name}/provision-on-demand",
+            post(provision_on_demand),
+        )
+        .route("/integrations/{name}/sync", post(sync))
+        .route("/status", get(status))
+        .layer(middleware::from_fn_with_state(state, authorize))
+}

@@ -1,0 +1,477 @@
+//! One pull-sync cycle end to end: read the application's scope from Graph (complete or not at
+//! all), load the stored users, [`plan`](super::plan::plan), [`apply`](super::apply::apply) in
+//! one transaction (or in a rolled-back one for a dry run), and record the cycle's summary row.
+//! A failed read ends the cycle before anything is planned: nothing is deprovisioned from a
+//! partial read. Every step runs inside a `tracing` span carrying the integration and cycle ids.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use serde_json::json;
+use tracing::Instrument;
+
+use super::apply::{self, ApplyReport, Mode};
+use super::plan::{self, Plan, Policy};
+use crate::config::SyncSettings;
+use crate::domain::directory::OpContext;
+use crate::domain::{AttributeChange, Clock, Source, StoreError, UserRecord};
+use crate::entra::auth::TokenSource;
+use crate::entra::graph::{GraphReader, ReadError, ReadStats, ReaderConfig};
+use crate::entra::retry::RetryBudget;
+use crate::integrations::GraphIntegration;
+use crate::store::{CycleRow, Store};
+
+/// What a cycle needs from the process.
+#[derive(Clone)]
+pub struct SyncEnv {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub settings: SyncSettings,
+}
+
+/// What started a cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Scheduled,
+    Manual,
+    OnDemand,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Manual => "manual",
+            Self::OnDemand => "on_demand",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CycleOptions {
+    pub trigger: Trigger,
+    pub dry_run: bool,
+    /// Apply deletions the threshold would hold (the operator approved them).
+    pub allow_deletes: bool,
+}
+
+/// How a cycle ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Applied (or, for a dry run, planned) completely.
+    Success,
+    /// Applied, but the deletion threshold held the deprovisionings.
+    Held,
+    /// Nothing was changed: the read, the plan or the apply failed.
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Held => "held",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// What the read found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReadSummary {
+    pub assignments: usize,
+    pub direct_users: usize,
+    pub groups: usize,
+    pub users_in_scope: usize,
+    pub stored_users: usize,
+}
+
+/// One planned change, for people.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedChange {
+    pub action: &'static str,
+    pub user_name: String,
+    pub object_id: Option<String>,
+    pub detail: Option<String>,
+    pub changes: Vec<AttributeChange>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleError {
+    pub code: String,
+    pub message: String,
+}
+
+/// The result of one cycle.
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleReport {
+    pub cycle_id: String,
+    pub integration: String,
+    pub trigger: Trigger,
+    pub dry_run: bool,
+    pub outcome: Outcome,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub read: Option<ReadSummary>,
+    /// Every create, update, deprovision, staged deletion and skip of the plan.
+    pub changes: Vec<PlannedChange>,
+    pub threshold_hit: Option<String>,
+    pub notes: Vec<String>,
+    pub applied: Option<ApplyReport>,
+    pub graph: ReadStats,
+    pub error: Option<CycleError>,
+}
+
+impl CycleReport {
+    fn new(cycle_id: String, integration: &str, opts: &CycleOptions, now: DateTime<Utc>) -> Self {
+        Self {
+            cycle_id,
+            integration: integration.to_owned(),
+            trigger: opts.trigger,
+            dry_run: opts.dry_run,
+            outcome: Outcome::Failed,
+            started_at: now,
+            duration_ms: 0,
+            read: None,
+            changes: Vec::new(),
+            threshold_hit: None,
+            notes: Vec::new(),
+            applied: None,
+            graph: ReadStats::default(),
+            error: None,
+        }
+    }
+
+    fn fail(&mut self, code: impl Into<String>, message: impl Into<String>) {
+        self.outcome = Outcome::Failed;
+        self.error = Some(CycleError {
+            code: code.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Counts by action and status, for the summary row.
+    fn counts(&self) -> serde_json::Value {
+        let by = |action: &str| self.changes.iter().filter(|c| c.action == action).count();
+        json!({
+            "planned": {
+                "create": by("create"),
+                "update": by("update"),
+                "delete": by("delete"),
+                "staged_delete": by("staged_delete"),
+                "skip": by("skip"),
+            },
+            "applied": self.applied,
+            "read": self.read,
+            "retries": self.graph.retries,
+            "token_requests": self.graph.token_requests,
+        })
+    }
+}
+
+/// Builds the Graph reader of an integration for one cycle (its own retry budget).
+pub fn reader(env: &SyncEnv, integ: &GraphIntegration) -> Result<GraphReader, ReadError> {
+    let endpoints = integ
+        .settings
+        .endpoints()
+        .map_err(|e| ReadError::BadUrl(e.to_string()))?;
+    let tokens = TokenSource::new(
+        &endpoints,
+        &integ.settings.client_id,
+        &integ.client_secret,
+        env.clock.clone(),
+    )?;
+    let mut config = ReaderConfig::new(
+        endpoints,
+        &integ.settings.service_principal_id,
+        integ.settings.graph_url.is_some(),
+    );
+    config.transitive = integ.settings.transitive;
+    config.max_pages = env.settings.max_pages.max(1);
+    config.concurrency = env.settings.concurrency.max(1);
+    config.timeout = Duration::from_secs(env.settings.request_timeout_secs.max(1));
+    let budget = RetryBudget::new(
+        env.settings.retry_budget_retries,
+        Duration::from_secs(env.settings.retry_budget_wait_secs),
+    );
+    GraphReader::new(config, Arc::new(tokens), budget)
+}
+
+/// Every stored user of the account, read in pages.
+pub async fn stored_users(
+    store: &Store,
+    account: &crate::domain::AccountId,
+) -> Result<Vec<UserRecord>, StoreError> {
+    const PAGE: i64 = 20_000;
+    let mut out = Vec::new();
+    loop {
+        let (page, _) = store
+            .list_users(account, None, out.len() as i64, PAGE, false)
+            .await?;
+        let done = (page.len() as i64) < PAGE;
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// The plan as a list of changes for people and the dry-run output.
+pub fn describe(plan: &Plan) -> Vec<PlannedChange> {
+    let mut out = Vec::new();
+    for c in &plan.creates {
+        out.push(PlannedChange {
+            action: "create",
+            user_name: c.desired.user_name.to_string(),
+            object_id: Some(c.object_id.to_string()),
+            detail: Some(super::mapping::describe_assignments(&c.assigned_via)),
+            changes: c.changes.clone(),
+        });
+    }
+    for u in &plan.updates {
+        out.push(PlannedChange {
+            action: "update",
+            user_name: u.desired.user_name.to_string(),
+            object_id: Some(u.object_id.to_string()),
+            detail: u.adopted.then(|| "adopted: matched by userName".to_owned()),
+            changes: u.changes.clone(),
+        });
+    }
+    for (list, action) in [
+        (&plan.deprovisions, "delete"),
+        (&plan.staged, "staged_delete"),
+    ] {
+        for d in list {
+            out.push(PlannedChange {
+                action,
+                user_name: d.user_name.clone(),
+                object_id: d.object_id.as_ref().map(|o| o.to_string()),
+                detail: Some(d.reason.as_str().to_owned()),
+                changes: Vec::new(),
+            });
+        }
+    }
+    for s in &plan.skips {
+        out.push(PlannedChange {
+            action: "skip",
+            user_name: s.user_name.clone().unwrap_or_default(),
+            object_id: Some(s.object_id.to_string()),
+            detail: Some(s.reason.to_string()),
+            changes: Vec::new(),
+        });
+    }
+    out
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Runs one cycle of `integ` and records it (a dry run records nothing). A failure of the cycle
+/// is a report with [`Outcome::Failed`]; `Err` means the cycle could not even be recorded.
+pub async fn run_cycle(
+    env: &SyncEnv,
+    integ: &GraphIntegration,
+    opts: CycleOptions,
+) -> Result<CycleReport, StoreError> {
+    let cycle_id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!(
+        "sync_cycle",
+        integration = %integ.row.name,
+        integration_id = %integ.row.id,
+        cycle_id = %cycle_id,
+        trigger = opts.trigger.as_str(),
+        dry_run = opts.dry_run,
+    );
+    async move {
+        let now = env.clock.now();
+        let mut row = CycleRow {
+            id: cycle_id.clone(),
+            integration_id: integ.row.id.to_string(),
+            integration: Some(integ.row.name.clone()),
+            trigger: opts.trigger.as_str().to_owned(),
+            dry_run: opts.dry_run,
+            outcome: "running".to_owned(),
+            counts: json!({}),
+            graph_requests: 0,
+            throttled: 0,
+            error_code: None,
+            error_message: None,
+            started_at: now,
+            finished_at: None,
+            duration_ms: None,
+        };
+        if !opts.dry_run {
+            let mut tx = env.store.begin().await?;
+            tx.start_cycle(&integ.row.account_id, &row).await?;
+            tx.commit().await?;
+        }
+        tracing::info!("sync cycle started");
+        let started = Instant::now();
+        let mut report = CycleReport::new(cycle_id, &integ.row.name, &opts, now);
+        cycle_body(env, integ, opts, now, &mut report).await;
+        report.duration_ms = millis(started.elapsed());
+        match &report.error {
+            None => tracing::info!(
+                outcome = report.outcome.as_str(),
+                duration_ms = report.duration_ms,
+                graph_requests = report.graph.requests,
+                throttled = report.graph.throttled,
+                "sync cycle finished"
+            ),
+            Some(e) => tracing::warn!(
+                code = %e.code,
+                error = %e.message,
+                duration_ms = report.duration_ms,
+                "sync cycle failed; nothing was changed"
+            ),
+        }
+        if !opts.dry_run {
+            row.outcome = report.outcome.as_str().to_owned();
+            row.counts = report.counts();
+            row.graph_requests = i64::try_from(report.graph.requests).unwrap_or(i64::MAX);
+            row.throttled = i64::try_from(report.graph.throttled).unwrap_or(i64::MAX);
+            row.error_code = report.error.as_ref().map(|e| e.code.clone());
+            row.error_message = report.error.as_ref().map(|e| e.message.clone());
+            row.finished_at = Some(env.clock.now());
+            row.duration_ms = Some(i64::try_from(report.duration_ms).unwrap_or(i64::MAX));
+            let mut tx = env.store.begin().await?;
+            tx.finish_cycle(&row).await?;
+            let cutoff =
+                env.clock.now() - TimeDelta::days(i64::from(env.settings.log_retention_days));
+            let (logs, cycles) = tx.purge_before(cutoff).await?;
+            tx.commit().await?;
+            if logs + cycles > 0 {
+                tracing::info!(logs, cycles, "provisioning log rows past retention deleted");
+            }
+        }
+        Ok(report)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn cycle_body(
+    env: &SyncEnv,
+    integ: &GraphIntegration,
+    opts: CycleOptions,
+    now: DateTime<Utc>,
+    report: &mut CycleReport,
+) {
+    let reader = match reader(env, integ) {
+        Ok(r) => r,
+        Err(e) => return report.fail(e.code(), e.to_string()),
+    };
+    let read = reader.read_scope().await;
+    report.graph = reader.stats();
+    let read = match read {
+        Ok(read) => read,
+        Err(e) => {
+            return report.fail(
+                e.code(),
+                format!("reading Graph failed, nothing was changed: {e}"),
+            );
+        }
+    };
+    let account = &integ.row.account_id;
+    let current = match stored_users(&env.store, account).await {
+        Ok(c) => c,
+        Err(e) => return report.fail("database", e.to_string()),
+    };
+    report.read = Some(ReadSummary {
+        assignments: read.assignments,
+        direct_users: read.direct_users,
+        groups: read.groups,
+        users_in_scope: read.snapshot.len(),
+        stored_users: current.len(),
+    });
+    let policy = Policy {
+        mapping: integ.settings.mapping.clone(),
+        threshold: integ.settings.threshold.clone(),
+        allow_deletes: opts.allow_deletes,
+        integration: integ.row.name.clone(),
+    };
+    let plan = plan::plan(&read.snapshot, &current, &policy);
+    drop(current);
+    report.changes = describe(&plan);
+    report.threshold_hit = plan.threshold_hit.clone();
+    report.notes = plan.notes.clone();
+    if let Some(hit) = &plan.threshold_hit {
+        tracing::warn!(staged = plan.staged.len(), "{hit}");
+    }
+    let since = now - TimeDelta::days(i64::from(env.settings.log_retention_days));
+    let known: HashSet<String> = match env.store.logged_skip_keys(&integ.row.id, since).await {
+        Ok(k) => k,
+        Err(e) => return report.fail("database", e.to_string()),
+    };
+    let new_log_rows = plan
+        .skips
+        .iter()
+        .filter(|s| {
+            !known.contains(&crate::store::skip_key(
+                "skip",
+                &s.object_id.to_string(),
+                s.reason.code(),
+            ))
+        })
+        .count()
+        + plan
+            .staged
+            .iter()
+            .filter(|s| {
+                let object = s
+                    .object_id
+                    .as_ref()
+                    .map(|o| o.to_string())
+                    .unwrap_or_default();
+                !known.contains(&crate::store::skip_key(
+                    "staged_delete",
+                    &object,
+                    "DeletionThresholdExceeded",
+                ))
+            })
+            .count();
+    let outcome = if plan.threshold_hit.is_some() {
+        Outcome::Held
+    } else {
+        Outcome::Success
+    };
+    if plan.is_noop() && new_log_rows == 0 {
+        report.applied = Some(ApplyReport {
+            unchanged: plan.unchanged,
+            staged: plan.staged.len(),
+            skipped: plan.skips.len(),
+            already_logged: plan.skips.len() + plan.staged.len(),
+            ..ApplyReport::default()
+        });
+        report.outcome = outcome;
+        return;
+    }
+    let ctx = OpContext {
+        account: account.clone(),
+        source: Source::Graph,
+        integration_id: Some(integ.row.id.clone()),
+        cycle_id: Some(report.cycle_id.clone()),
+        now,
+    };
+    let mode = if opts.dry_run {
+        Mode::DryRun
+    } else {
+        Mode::Commit
+    };
+    match apply::apply(&env.store, &ctx, &plan, mode, &known).await {
+        Ok(applied) => {
+            report.applied = Some(applied);
+            report.outcome = outcome;
+        }
+        Err(e) => report.fail(
+            "apply_failed",
+            format!("applying the plan failed and was rolled back: {e}"),
+        ),
+    }
+}

@@ -1,0 +1,407 @@
+//! On-demand provisioning of one user, the operator's tool: evaluates one Entra user now, whatever
+//! the schedule, through the steps Entra's own "Provision on demand" shows — connection, import
+//! from Graph, scope (assigned directly or through which group), match, action — and applies the
+//! result through the same planner and executor as a cycle, restricted to that user. It is
+//! recorded as a cycle with trigger `on_demand`, so its provisioning-log rows carry a cycle id.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use tracing::Instrument;
+
+use super::apply::{self, Mode};
+use super::cycle::{SyncEnv, reader};
+use super::mapping::{describe_assignments, user_name_of};
+use super::plan::{self, DeletionThreshold, Policy, Snapshot};
+use crate::domain::directory::OpContext;
+use crate::domain::{AttributeChange, EntraObjectId, Source, StoreError, UserName, UserRecord};
+use crate::entra::graph::{ReadError, ReadStats};
+use crate::integrations::GraphIntegration;
+use crate::store::CycleRow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Success,
+    Skipped,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub step: &'static str,
+    pub status: StepStatus,
+    pub detail: String,
+}
+
+/// The answer of an on-demand run.
+#[derive(Debug, Clone, Serialize)]
+pub struct OnDemandReport {
+    pub cycle_id: String,
+    pub integration: String,
+    pub user: String,
+    pub dry_run: bool,
+    pub steps: Vec<Step>,
+    /// `create`, `update`, `delete`, `skip` or `none` (already in step / nothing to do).
+    pub action: String,
+    pub user_name: Option<String>,
+    pub modified: Vec<AttributeChange>,
+    pub appointments_cancelled: usize,
+    pub emails_queued: usize,
+    pub error: Option<String>,
+    /// The step that failed, with the reader's error code when Graph or Entra refused.
+    pub error_code: Option<String>,
+    pub graph: ReadStats,
+    pub duration_ms: u64,
+    pub started_at: DateTime<Utc>,
+}
+
+impl OnDemandReport {
+    fn step(&mut self, step: &'static str, status: StepStatus, detail: impl Into<String>) {
+        self.steps.push(Step {
+            step,
+            status,
+            detail: detail.into(),
+        });
+    }
+
+    fn failed(&mut self, step: &'static str, error: impl Into<String>) {
+        let error = error.into();
+        if self.error_code.is_none() {
+            self.error_code = Some(step.to_owned());
+        }
+        self.step(step, StepStatus::Failed, error.clone());
+        self.error = Some(error);
+    }
+
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// Stored users that are the Entra user `oid` or hold `user_name`.
+async fn candidates(
+    env: &SyncEnv,
+    integ: &GraphIntegration,
+    oid: Option<&EntraObjectId>,
+    user_name: Option<&UserName>,
+) -> Result<Vec<UserRecord>, StoreError> {
+    let account = &integ.row.account_id;
+    let mut out: Vec<UserRecord> = Vec::new();
+    if let Some(oid) = oid {
+        // The object id is not indexed for lookup by itself; a filtered list keeps this one
+        // query instead of a scan in Rust.
+        let filter = crate::store::sql_filter::entra_object_id_eq(oid.as_str());
+        let (found, _) = env
+            .store
+            .list_users(account, Some(&filter), 0, 10, false)
+            .await?;
+        out.extend(found);
+    }
+    if let Some(name) = user_name
+        && let Some(u) = env.store.user_by_name(account, name).await?
+        && !out.iter().any(|o| o.id == u.id)
+    {
+        out.push(u);
+    }
+    Ok(out)
+}
+
+/// Provisions one user (by object id or userPrincipalName) now.
+pub async fn provision_user(
+    env: &SyncEnv,
+    integ: &GraphIntegration,
+    key: &str,
+    dry_run: bool,
+) -> Result<OnDemandReport, StoreError> {
+    let cycle_id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!(
+        "provision_on_demand",
+        integration = %integ.row.name,
+        integration_id = %integ.row.id,
+        cycle_id = %cycle_id,
+        user = %key,
+    );
+    async move {
+        let now = env.clock.now();
+        let started = Instant::now();
+        let mut report = OnDemandReport {
+            cycle_id: cycle_id.clone(),
+            integration: integ.row.name.clone(),
+            user: key.to_owned(),
+            dry_run,
+            steps: Vec::new(),
+            action: "none".to_owned(),
+            user_name: None,
+            modified: Vec::new(),
+            appointments_cancelled: 0,
+            emails_queued: 0,
+            error: None,
+            error_code: None,
+            graph: ReadStats::default(),
+            duration_ms: 0,
+            started_at: now,
+        };
+        let mut row = CycleRow {
+            id: cycle_id,
+            integration_id: integ.row.id.to_string(),
+            integration: Some(integ.row.name.clone()),
+            trigger: "on_demand".to_owned(),
+            dry_run,
+            outcome: "running".to_owned(),
+            counts: json!({}),
+            graph_requests: 0,
+            throttled: 0,
+            error_code: None,
+            error_message: None,
+            started_at: now,
+            finished_at: None,
+            duration_ms: None,
+        };
+        if !dry_run {
+            let mut tx = env.store.begin().await?;
+            tx.start_cycle(&integ.row.account_id, &row).await?;
+            tx.commit().await?;
+        }
+        steps(env, integ, key, now, &mut report).await?;
+        report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(
+            action = %report.action,
+            ok = report.succeeded(),
+            duration_ms = report.duration_ms,
+            "on-demand provisioning finished"
+        );
+        if !dry_run {
+            row.outcome = if report.succeeded() {
+                "success"
+            } else {
+                "failed"
+            }
+            .to_owned();
+            row.counts = json!({ "action": report.action, "user": report.user_name });
+            row.graph_requests = i64::try_from(report.graph.requests).unwrap_or(i64::MAX);
+            row.throttled = i64::try_from(report.graph.throttled).unwrap_or(i64::MAX);
+            row.error_code = report.error_code.clone();
+            row.error_message = report.error.clone();
+            row.finished_at = Some(env.clock.now());
+            row.duration_ms = Some(i64::try_from(report.duration_ms).unwrap_or(i64::MAX));
+            let mut tx = env.store.begin().await?;
+            tx.finish_cycle(&row).await?;
+            tx.commit().await?;
+        }
+        Ok(report)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn steps(
+    env: &SyncEnv,
+    integ: &GraphIntegration,
+    key: &str,
+    now: DateTime<Utc>,
+    report: &mut OnDemandReport,
+) -> Result<(), StoreError> {
+    // 1. Connection.
+    let reader = match reader(env, integ) {
+        Ok(r) => r,
+        Err(e) => {
+            report.failed("connection", e.to_string());
+            return Ok(());
+        }
+    };
+    if let Err(e) = reader.check_connection().await {
+        report.graph = reader.stats();
+        report.failed("connection", e.to_string());
+        return Ok(());
+    }
+    report.step(
+        "connection",
+        StepStatus::Success,
+        "access token obtained from Microsoft Entra",
+    );
+
+    // 2. Import.
+    let read = reader.read_user(key).await;
+    report.graph = reader.stats();
+    let (entra, in_scope_detail) = match read {
+        Ok(r) => {
+            report.step(
+                "import",
+                StepStatus::Success,
+                format!(
+                    "{} ({}), accountEnabled {}",
+                    r.user.user_principal_name.as_deref().unwrap_or("-"),
+                    r.user.object_id,
+                    r.user
+                        .account_enabled
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| "not returned".to_owned())
+                ),
+            );
+            let detail = describe_assignments(&r.user.assigned_via);
+            (Some(r.user), detail)
+        }
+        Err(ReadError::NotFound(msg)) => {
+            report.step("import", StepStatus::Skipped, msg);
+            (None, "not in the tenant".to_owned())
+        }
+        Err(e) => {
+            report.error_code = Some(e.code());
+            report.failed("import", e.to_string());
+            return Ok(());
+        }
+    };
+
+    // 3. Scope.
+    let in_scope = entra.as_ref().is_some_and(|u| !u.assigned_via.is_empty());
+    report.step(
+        "scope",
+        if in_scope {
+            StepStatus::Success
+        } else {
+            StepStatus::Skipped
+        },
+        if in_scope {
+            format!("in scope: {in_scope_detail}")
+        } else {
+            format!("out of scope: {in_scope_detail}")
+        },
+    );
+
+    // 4. Match.
+    let oid = entra
+        .as_ref()
+        .map(|u| u.object_id.clone())
+        .or_else(|| EntraObjectId::parse(key).ok());
+    let mapped = entra
+        .as_ref()
+        .and_then(|u| user_name_of(u, &integ.settings.mapping).ok())
+        .or_else(|| UserName::parse(key).ok());
+    let current = candidates(env, integ, oid.as_ref(), mapped.as_ref()).await?;
+    let matched = current
+        .iter()
+        .find(|u| oid.is_some() && u.attrs.entra_object_id == oid)
+        .or_else(|| current.first());
+    report.step(
+        "match",
+        if matched.is_some() {
+            StepStatus::Success
+        } else {
+            StepStatus::Skipped
+        },
+        match matched {
+            Some(u) if u.attrs.entra_object_id.is_some() && u.attrs.entra_object_id == oid => {
+                format!("{} (by Entra object id)", u.attrs.user_name)
+            }
+            Some(u) => format!("{} (by userName)", u.attrs.user_name),
+            None => "no essentry user matches".to_owned(),
+        },
+    );
+
+    // 5. Action: plan and apply for this user only.
+    let snapshot = Snapshot::complete(
+        entra
+            .into_iter()
+            .filter(|u| !u.assigned_via.is_empty())
+            .collect(),
+    );
+    let policy = Policy {
+        mapping: integ.settings.mapping.clone(),
+        // The operator named this one user: no threshold applies.
+        threshold: DeletionThreshold {
+            max_count: None,
+            max_percent: None,
+        },
+        allow_deletes: true,
+        integration: integ.row.name.clone(),
+    };
+    let plan = plan::plan(&snapshot, &current, &policy);
+    let (action, name, modified) = if let Some(c) = plan.creates.first() {
+        ("create", c.desired.user_name.to_string(), c.changes.clone())
+    } else if let Some(u) = plan.updates.first() {
+        ("update", u.desired.user_name.to_string(), u.changes.clone())
+    } else if let Some(d) = plan.deprovisions.first() {
+        ("delete", d.user_name.clone(), Vec::new())
+    } else if let Some(s) = plan.skips.first() {
+        report.action = "skip".to_owned();
+        report.user_name = s.user_name.clone();
+        report.step("action", StepStatus::Skipped, s.reason.to_string());
+        // Skips are logged so the operator finds them in `logs` too.
+        return log_and_apply(env, integ, report, &plan, now)
+            .await
+            .map(|_| ());
+    } else {
+        report.step(
+            "action",
+            StepStatus::Skipped,
+            if in_scope {
+                "no change: essentry already holds what Entra has"
+            } else {
+                "no change: the user is out of scope and has no essentry account"
+            },
+        );
+        return Ok(());
+    };
+    report.action = action.to_owned();
+    report.user_name = Some(name.clone());
+    report.modified = modified;
+    match log_and_apply(env, integ, report, &plan, now).await? {
+        Ok(()) => {
+            let detail = match action {
+                "delete" => format!(
+                    "deleted {name}: {} upcoming appointment(s) cancelled, {} guest email(s) queued",
+                    report.appointments_cancelled, report.emails_queued
+                ),
+                _ => format!(
+                    "{action}d {name}: {} attribute(s) modified",
+                    report.modified.len()
+                ),
+            };
+            let detail = if report.dry_run {
+                format!("dry run, rolled back: {detail}")
+            } else {
+                detail
+            };
+            report.step("action", StepStatus::Success, detail);
+        }
+        Err(message) => report.failed("action", message),
+    }
+    Ok(())
+}
+
+/// Applies the one-user plan; `Ok(Err(message))` when the directory refused it.
+async fn log_and_apply(
+    env: &SyncEnv,
+    integ: &GraphIntegration,
+    report: &mut OnDemandReport,
+    plan: &plan::Plan,
+    now: DateTime<Utc>,
+) -> Result<Result<(), String>, StoreError> {
+    let ctx = OpContext {
+        account: integ.row.account_id.clone(),
+        source: Source::Graph,
+        integration_id: Some(integ.row.id.clone()),
+        cycle_id: Some(report.cycle_id.clone()),
+        now,
+    };
+    let mode = if report.dry_run {
+        Mode::DryRun
+    } else {
+        Mode::Commit
+    };
+    match apply::apply(&env.store, &ctx, plan, mode, &HashSet::new()).await {
+        Ok(applied) => {
+            report.appointments_cancelled = applied.appointments_cancelled;
+            report.emails_queued = applied.emails_queued;
+            Ok(Ok(()))
+        }
+        Err(crate::domain::DirectoryError::Store(StoreError::Database(e))) => {
+            Err(StoreError::Database(e))
+        }
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
