@@ -18,6 +18,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub sync: SyncSettings,
     pub admin: AdminSettings,
+    pub mail: MailSettings,
 }
 
 /// The pull sync's schedule, guards and limits.
@@ -71,6 +72,111 @@ impl Default for SyncSettings {
     }
 }
 
+/// How queued emails (the outbox) are delivered: see [`crate::notify`].
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct MailSettings {
+    /// `file` (the default: one `.eml` per message under `file_dir`) or `smtp`.
+    pub transport: MailTransportKind,
+    /// Where the file transport writes.
+    pub file_dir: PathBuf,
+    /// The sender, `address` or `Name <address>`.
+    pub from: String,
+    /// The domain of Message-IDs (`<outbox.{id}@{domain}>`); unset: the domain of `from`.
+    pub message_id_domain: Option<String>,
+    /// The SMTP relay (smtp transport).
+    pub smtp_host: String,
+    /// Unset: 587 with `starttls`, 465 with `implicit`, 25 with `none`.
+    pub smtp_port: Option<u16>,
+    /// `starttls` (upgrade required), `implicit` (TLS from the first byte) or `none` (plain
+    /// text; only for a relay on loopback).
+    pub smtp_tls: SmtpTls,
+    /// SMTP AUTH credentials; both or neither. Prefer `ESSENTRY_MAIL__SMTP_PASSWORD`.
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    /// Timeout of connecting to the relay, and of sending one message, in seconds.
+    pub smtp_timeout_secs: u64,
+    /// Delivery attempts before a message is parked as `dead`.
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt, in seconds; it doubles per further failure (with
+    /// jitter), up to `backoff_max_secs`.
+    pub backoff_base_secs: u64,
+    pub backoff_max_secs: u64,
+    /// Messages one worker claims at a time.
+    pub batch_size: u32,
+    /// How often the worker looks for due messages when the outbox is idle, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// How long a claim holds a message, in seconds: a worker that dies mid-send leaves its
+    /// messages to be sent again after this.
+    pub lease_secs: u64,
+}
+
+/// The mail transport.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransportKind {
+    File,
+    Smtp,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    Starttls,
+    Implicit,
+    None,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            transport: MailTransportKind::File,
+            file_dir: PathBuf::from("data/mail"),
+            from: "essentry <no-reply@localhost>".to_owned(),
+            message_id_domain: None,
+            smtp_host: "localhost".to_owned(),
+            smtp_port: None,
+            smtp_tls: SmtpTls::Starttls,
+            smtp_username: None,
+            smtp_password: None,
+            smtp_timeout_secs: 30,
+            max_attempts: 8,
+            backoff_base_secs: 30,
+            backoff_max_secs: 3600,
+            batch_size: 20,
+            poll_interval_ms: 2000,
+            lease_secs: 300,
+        }
+    }
+}
+
+impl std::fmt::Debug for MailSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailSettings")
+            .field("transport", &self.transport)
+            .field("file_dir", &self.file_dir)
+            .field("from", &self.from)
+            .field("message_id_domain", &self.message_id_domain)
+            .field("smtp_host", &self.smtp_host)
+            .field("smtp_port", &self.smtp_port)
+            .field("smtp_tls", &self.smtp_tls)
+            .field("smtp_username", &self.smtp_username)
+            .field(
+                "smtp_password",
+                &self.smtp_password.as_ref().map(|_| "[redacted]"),
+            )
+            .field("smtp_timeout_secs", &self.smtp_timeout_secs)
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff_base_secs", &self.backoff_base_secs)
+            .field("backoff_max_secs", &self.backoff_max_secs)
+            .field("batch_size", &self.batch_size)
+            .field("poll_interval_ms", &self.poll_interval_ms)
+            .field("lease_secs", &self.lease_secs)
+            .finish()
+    }
+}
+
 /// The admin API (`/admin/v1`). Its tokens are created with `essentry-sync admin-token create`
 /// and stored hashed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -98,6 +204,8 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Largest `count` a SCIM list returns in one page.
     pub max_page_size: i64,
+    /// Seconds `serve` waits on SIGTERM/SIGINT for in-flight requests and a running cycle.
+    pub shutdown_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -150,6 +258,7 @@ impl Default for ServerSettings {
             public_url: None,
             max_body_bytes: 1024 * 1024,
             max_page_size: 1000,
+            shutdown_grace_secs: 30,
         }
     }
 }
@@ -260,5 +369,18 @@ mod tests {
             .unwrap();
         assert!(shipped.is_ok());
         assert_eq!(file, Settings::default());
+    }
+
+    #[test]
+    fn the_smtp_password_is_redacted_in_debug_output() {
+        let mut settings = Settings::default();
+        settings.mail.smtp_username = Some("mailer".to_owned());
+        settings.mail.smtp_password = Some("hunter2-smtp".to_owned());
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2-smtp"), "{shown}");
+        assert!(
+            shown.contains("[redacted]") && shown.contains("mailer"),
+            "{shown}"
+        );
     }
 }

@@ -7,12 +7,16 @@
 //!   retry policy, the Graph reader (graph-rs-sdk) and a Graph simulator for tests and `demo`.
 //! - [`sync`]: the Graph pull sync: mapping, the pure planner, the executor, cycles,
 //!   on-demand provisioning of one user, and the schedule that runs cycles inside `serve`.
+//! - [`notify`]: delivery of the outbox (guest emails): templates, SMTP or `.eml` files, and
+//!   the worker `serve` runs (leased claims, backoff, dead messages).
 //! - [`store`]: sqlx storage, SQLite (embedded default) and PostgreSQL, one SQL source for both.
 //! - [`scim`]: the SCIM 2.0 push endpoint (RFC 7643/7644): router, filter, PATCH, errors.
 //! - [`integrations`]: creating, listing (masked or revealed) and deleting integrations.
 //! - [`secrets`]: integration tokens (hashed for verification, sealed for the reveal) and keys.
 //! - [`config`]: settings from `config/essentry-sync.toml` and the environment.
 //! - [`http`]: application state, the axum server and health.
+//! - [`metrics`]: Prometheus metrics (`/metrics`): SCIM requests, sync cycles, directory
+//!   changes, Graph and token requests, the outbox.
 //! - [`admin`]: the admin API (`/admin/v1`): on-demand provisioning, cycles, status.
 //! - [`cli`]: the operator commands behind the `essentry-sync` binary.
 
@@ -23,6 +27,8 @@ pub mod domain;
 pub mod entra;
 pub mod http;
 pub mod integrations;
+pub mod metrics;
+pub mod notify;
 pub mod scim;
 pub mod secrets;
 pub mod store;

@@ -11,13 +11,19 @@ use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Utc};
 use essentry_sync::config::SyncSettings;
 use essentry_sync::domain::{AccountId, SystemClock};
-use essentry_sync::entra::simulator::{Simulator, large_tenant};
+use essentry_sync::entra::simulator::large_tenant;
+
+use crate::sim_process::SimProcess;
 use essentry_sync::integrations::GraphIntegration;
 use essentry_sync::store::Store;
-use essentry_sync::sync::cycle::{CycleOptions, CycleReport, Outcome, SyncEnv, Trigger, run_cycle};
+use essentry_sync::sync::cycle::{
+    CycleOptions, CycleReport, LISTED_CHANGES, Outcome, SyncEnv, Trigger, describe, reader,
+    run_cycle, stored_users,
+};
+use essentry_sync::sync::plan::{Policy, plan};
 
 use crate::setup::{Expected, StoreTarget, integration};
-use crate::{Backend, Options, memory_mb};
+use crate::{Backend, Options, memory, reset_peak};
 
 /// The given-name prefix of the users renamed for the "1% changed" cycle.
 const RENAMED: &str = "Renamed";
@@ -69,9 +75,16 @@ pub struct CycleResult {
     pub staged: usize,
     pub skipped: usize,
     pub planned: BTreeMap<&'static str, usize>,
+    /// Changes the report lists one by one (`report.changes`), by action.
+    pub listed: BTreeMap<&'static str, usize>,
+    pub changes_not_listed: usize,
     pub notes: Vec<String>,
+    /// `VmRSS` after the cycle.
     pub rss_mb: f64,
-    pub hwm_mb: f64,
+    /// Peak RSS during the cycle (`VmHWM` reset just before it), when the kernel allows the reset.
+    pub cycle_peak_mb: Option<f64>,
+    /// Process peak RSS since start, after the cycle.
+    pub peak_mb: f64,
 }
 
 impl CycleResult {
@@ -87,19 +100,40 @@ impl CycleResult {
             && ["create", "update", "delete", "staged_delete"]
                 .iter()
                 .all(|a| self.planned(a) == 0)
+            && self.listed_writes() == 0
+    }
+
+    /// Listed changes of the kinds that write (create, update, delete, staged delete).
+    pub fn listed_writes(&self) -> usize {
+        ["create", "update", "delete", "staged_delete"]
+            .iter()
+            .map(|a| self.listed.get(a).copied().unwrap_or(0))
+            .sum()
     }
 
     fn from_report(
         kind: CycleKind,
         r: &CycleReport,
         wall: Duration,
-        sim: &Simulator,
+        stats: crate::sim_process::SimStats,
+        peak_was_reset: bool,
     ) -> Result<Self> {
-        let stats = sim.stats();
-        let (rss_mb, hwm_mb) = memory_mb()?;
+        let mem = memory()?;
         let mut planned: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for (action, n) in [
+            ("create", r.planned.create),
+            ("update", r.planned.update),
+            ("delete", r.planned.delete),
+            ("staged_delete", r.planned.staged_delete),
+            ("skip", r.planned.skip),
+        ] {
+            if n > 0 {
+                planned.insert(action, n);
+            }
+        }
+        let mut listed: BTreeMap<&'static str, usize> = BTreeMap::new();
         for c in &r.changes {
-            *planned.entry(c.action).or_default() += 1;
+            *listed.entry(c.action).or_default() += 1;
         }
         let a = r.applied.clone().unwrap_or_default();
         Ok(Self {
@@ -127,9 +161,12 @@ impl CycleResult {
             staged: a.staged,
             skipped: a.skipped,
             planned,
+            listed,
+            changes_not_listed: r.changes_not_listed,
             notes: r.notes.clone(),
-            rss_mb,
-            hwm_mb,
+            rss_mb: mem.rss_mb,
+            cycle_peak_mb: peak_was_reset.then_some(mem.hwm_mb),
+            peak_mb: mem.peak_mb,
         })
     }
 }
@@ -194,6 +231,25 @@ pub struct BackendRun {
     /// Users renamed in the simulator before the third cycle.
     pub changed: usize,
     pub db_size_mb: Option<f64>,
+    pub breakdown: Option<Breakdown>,
+    /// The kept temp dir (`--keep`).
+    pub kept: Option<std::path::PathBuf>,
+}
+
+/// The parts of one more steady cycle, run one by one (`--breakdown`); nothing is written.
+#[derive(Debug, Clone)]
+pub struct Breakdown {
+    pub read: Duration,
+    pub read_requests: u64,
+    pub in_scope: usize,
+    pub load: Duration,
+    pub stored: usize,
+    pub plan: Duration,
+    pub describe: Duration,
+    pub planned: usize,
+    pub unchanged: usize,
+    /// Peak RSS while the read, stored users and plan were all held.
+    pub peak_mb: Option<f64>,
 }
 
 impl BackendRun {
@@ -202,7 +258,24 @@ impl BackendRun {
     }
 }
 
-/// Runs one backend in its own task, so that Ctrl-C still drops the PostgreSQL schema.
+/// Ctrl-C or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Runs one backend in its own task, so that Ctrl-C or SIGTERM still drops the PostgreSQL
+/// schema.
 pub async fn run_backend(backend: Backend, opts: &Options) -> Result<BackendRun> {
     let dir = tempfile::Builder::new()
         .prefix("essentry-graph-bench-")
@@ -210,18 +283,31 @@ pub async fn run_backend(backend: Backend, opts: &Options) -> Result<BackendRun>
         .context("creating a temp dir")?;
     let target = Arc::new(StoreTarget::new(backend, dir.path(), &opts.pg_url));
     let task = {
-        let (target, dir, users) = (target.clone(), dir.path().to_owned(), opts.users);
-        tokio::spawn(async move { run_in(backend, users, &dir, &target).await })
+        let (target, dir, users, breakdown) = (
+            target.clone(),
+            dir.path().to_owned(),
+            opts.users,
+            opts.breakdown,
+        );
+        tokio::spawn(async move { run_in(backend, users, breakdown, &dir, &target).await })
     };
     let abort = task.abort_handle();
     let result = tokio::select! {
         joined = task => joined.map_err(|e| anyhow!("the {} run panicked: {e}", backend.name())).and_then(|r| r),
-        _ = tokio::signal::ctrl_c() => {
+        _ = interrupted() => {
             abort.abort();
             tokio::time::sleep(Duration::from_millis(200)).await;
             Err(anyhow!("interrupted"))
         }
     };
+    if opts.keep {
+        let kept = dir.keep();
+        eprintln!("  kept {}", kept.display());
+        return result.map(|mut r| {
+            r.kept = Some(kept);
+            r
+        });
+    }
     target.cleanup().await;
     result
 }
@@ -229,38 +315,53 @@ pub async fn run_backend(backend: Backend, opts: &Options) -> Result<BackendRun>
 async fn run_in(
     backend: Backend,
     users: usize,
+    breakdown: bool,
     dir: &Path,
     target: &StoreTarget,
 ) -> Result<BackendRun> {
     let name = backend.name();
     eprintln!("{name}: building a tenant of {users} users ...");
     let started = Instant::now();
+    // Built here only to know what to expect; the simulator process builds its own copy.
     let tenant = large_tenant(users);
     let expected = Expected::of(&tenant);
+    drop(tenant);
     let tenant_build = started.elapsed();
     eprintln!(
         "  built in {:.1} s: {}",
         tenant_build.as_secs_f64(),
         expected.describe()
     );
-    let sim = Simulator::start(tenant)
+    let mut sim = SimProcess::start(users)
         .await
-        .context("starting the Graph simulator")?;
+        .context("starting the Graph simulator process")?;
     let store = target.open().await?;
-    let result = measure(backend, &sim, &store, dir, target, expected, tenant_build).await;
+    let result = measure(
+        backend,
+        &mut sim,
+        &store,
+        dir,
+        target,
+        expected,
+        tenant_build,
+        breakdown,
+    )
+    .await;
     store.close().await;
     sim.shutdown().await;
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn measure(
     backend: Backend,
-    sim: &Simulator,
+    sim: &mut SimProcess,
     store: &Store,
     dir: &Path,
     target: &StoreTarget,
     expected: Expected,
     tenant_build: Duration,
+    breakdown: bool,
 ) -> Result<BackendRun> {
     let (account, integ) = integration(store, dir, sim.graph_url(), sim.authority_url()).await?;
     let env = SyncEnv {
@@ -268,7 +369,8 @@ async fn measure(
         clock: Arc::new(SystemClock),
         settings: SyncSettings::default(),
     };
-    let (baseline_rss_mb, baseline_hwm_mb) = memory_mb()?;
+    let baseline = memory()?;
+    let (baseline_rss_mb, baseline_hwm_mb) = (baseline.rss_mb, baseline.peak_mb);
     eprintln!(
         "  simulator at {}, store {}; process RSS {baseline_rss_mb:.1} MB (peak {baseline_hwm_mb:.1} MB)",
         sim.graph_url(),
@@ -286,6 +388,8 @@ async fn measure(
         after_changed: None,
         changed: 0,
         db_size_mb: None,
+        breakdown: None,
+        kept: None,
     };
 
     let c = one_cycle(&env, &integ, sim, CycleKind::Initial).await?;
@@ -304,18 +408,8 @@ async fn measure(
     }
     run.after_steady = Some(fingerprint(store, &account).await?);
 
-    let renamed: Vec<String> = sim.with_tenant(|t| {
-        t.users()
-            .step_by(RENAME_EVERY)
-            .map(|u| u.id.clone())
-            .collect()
-    });
-    sim.with_tenant(|t| {
-        for (i, id) in renamed.iter().enumerate() {
-            t.update_user(id, |u| u.given_name = Some(format!("{RENAMED}{i:06}")));
-        }
-    });
-    run.changed = renamed.len();
+    let renamed = sim.rename_every(RENAME_EVERY, RENAMED).await?;
+    run.changed = renamed;
     eprintln!(
         "  renamed givenName of {} users in the simulator",
         run.changed
@@ -325,19 +419,80 @@ async fn measure(
     run.cycles.push(c);
     if ok {
         run.after_changed = Some(fingerprint(store, &account).await?);
+        if breakdown {
+            run.breakdown = Some(time_parts(&env, &integ).await?);
+        }
     }
     run.db_size_mb = target.sqlite_size_mb();
     Ok(run)
 }
 
+/// Times the parts of a steady cycle one by one, as `run_cycle` runs them (without its
+/// bookkeeping and without applying anything).
+async fn time_parts(env: &SyncEnv, integ: &GraphIntegration) -> Result<Breakdown> {
+    eprintln!("  breakdown of a steady cycle ...");
+    let peak_was_reset = reset_peak();
+    let started = Instant::now();
+    let graph = reader(env, integ).map_err(|e| anyhow!("building the Graph reader: {e}"))?;
+    let read = graph
+        .read_scope()
+        .await
+        .map_err(|e| anyhow!("reading Graph: {e}"))?;
+    let read_time = started.elapsed();
+    let started = Instant::now();
+    let current = stored_users(&env.store, &integ.row.account_id)
+        .await
+        .context("loading the stored users")?;
+    let load = started.elapsed();
+    let policy = Policy {
+        mapping: integ.settings.mapping.clone(),
+        threshold: integ.settings.threshold.clone(),
+        allow_deletes: false,
+        integration: integ.row.name.clone(),
+    };
+    let started = Instant::now();
+    let planned = plan(&read.snapshot, &current, &policy);
+    let plan_time = started.elapsed();
+    let started = Instant::now();
+    let listed = describe(&planned, LISTED_CHANGES);
+    let describe_time = started.elapsed();
+    drop(listed);
+    let mem = memory()?;
+    let b = Breakdown {
+        read: read_time,
+        read_requests: graph.stats().requests,
+        in_scope: read.snapshot.len(),
+        load,
+        stored: current.len(),
+        plan: plan_time,
+        describe: describe_time,
+        planned: planned.creates.len()
+            + planned.updates.len()
+            + planned.deprovisions.len()
+            + planned.staged.len()
+            + planned.skips.len(),
+        unchanged: planned.unchanged,
+        peak_mb: peak_was_reset.then_some(mem.hwm_mb),
+    };
+    eprintln!(
+        "    read {:.2} s, load {:.2} s, plan {:.2} s, describe {:.3} s",
+        b.read.as_secs_f64(),
+        b.load.as_secs_f64(),
+        b.plan.as_secs_f64(),
+        b.describe.as_secs_f64()
+    );
+    Ok(b)
+}
+
 async fn one_cycle(
     env: &SyncEnv,
     integ: &GraphIntegration,
-    sim: &Simulator,
+    sim: &mut SimProcess,
     kind: CycleKind,
 ) -> Result<CycleResult> {
     eprintln!("  cycle {} ...", kind.label());
-    sim.reset_stats();
+    sim.reset_stats().await?;
+    let peak_was_reset = reset_peak();
     let opts = CycleOptions {
         trigger: Trigger::Manual,
         dry_run: false,
@@ -348,9 +503,10 @@ async fn one_cycle(
         .await
         .context("the cycle could not be recorded")?;
     let wall = started.elapsed();
-    let c = CycleResult::from_report(kind, &report, wall, sim)?;
+    let stats = sim.stats().await?;
+    let c = CycleResult::from_report(kind, &report, wall, stats, peak_was_reset)?;
     eprintln!(
-        "    {} in {:.2} s: {} Graph requests, created {} updated {} deprovisioned {} unchanged {}; RSS {:.1} MB (peak {:.1} MB){}",
+        "    {} in {:.2} s: {} Graph requests, created {} updated {} deprovisioned {} unchanged {}; RSS {:.1} MB, cycle peak {} MB, process peak {:.1} MB{}",
         c.outcome.as_str(),
         wall.as_secs_f64(),
         c.client_requests,
@@ -359,7 +515,10 @@ async fn one_cycle(
         c.deprovisioned,
         c.unchanged,
         c.rss_mb,
-        c.hwm_mb,
+        c.cycle_peak_mb
+            .map(|m| format!("{m:.1}"))
+            .unwrap_or_else(|| "?".into()),
+        c.peak_mb,
         c.error
             .as_deref()
             .map(|e| format!("\n    error: {e}"))

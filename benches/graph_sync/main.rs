@@ -1,10 +1,11 @@
-//! Microsoft Graph pull-sync benchmark: full `run_cycle`s against the in-process Graph
-//! simulator on loopback, for a generated tenant of `--users` assigned users.
+//! Microsoft Graph pull-sync benchmark: full `run_cycle`s against the Graph simulator on
+//! loopback (in a child process, [`sim_process`]), for a generated tenant of `--users` assigned
+//! users.
 //!
 //! Run it (release build) with:
 //!
 //! ```text
-//! cargo bench --bench graph_sync -- [--users N] [--postgres]
+//! cargo bench --bench graph_sync -- [--users N] [--postgres] [--breakdown] [--keep]
 //! ```
 //!
 //! Defaults: `--users 100000`, SQLite only. `--postgres` also runs the same cycles on
@@ -14,7 +15,8 @@
 //!
 //! For each backend it:
 //! 1. builds [`large_tenant`]`(N)` (a tenth of the users assigned directly, the rest through
-//!    groups of [`LARGE_GROUP_SIZE`] members) and starts the simulator on `127.0.0.1`;
+//!    groups of [`LARGE_GROUP_SIZE`] members) and starts the simulator with that tenant in a
+//!    child process on `127.0.0.1`;
 //! 2. opens a fresh store (SQLite file in a temp dir, or the PostgreSQL schema), creates the
 //!    `default` account and a Graph integration pointing at the simulator ([`setup`]);
 //! 3. runs three cycles ([`cycles`]), each timed wall-clock around `run_cycle`:
@@ -28,8 +30,16 @@
 //!    the minimum the read strategy needs, computed from the tenant: `appRoleAssignedTo` pages
 //!    (`ceil(assignments / 999)`) + `getByIds` requests (`ceil(direct / 1000)`) + for each
 //!    assigned group `ceil(members / 999)` member pages;
-//! 5. reads `VmRSS` and `VmHWM` from `/proc/self/status` after each cycle. The simulator runs
-//!    in this process, so the figures include the simulated tenant and its JSON pages.
+//! 5. reads `VmRSS` and `VmHWM` from `/proc/self/status` after each cycle. `VmHWM` is reset
+//!    (`/proc/self/clear_refs`) just before each cycle, so the table shows each cycle's own peak
+//!    as well as the process peak since start (the maximum across resets), which the floor
+//!    checks. The simulator runs in its own process, so the figures are the sync's alone (the
+//!    simulated 100,000-user tenant and its JSON pages weigh about 100 MB more); the process
+//!    uses mimalloc, the allocator of the `essentry-sync` binary.
+//!
+//! `--breakdown` then times the parts of one more steady cycle one by one (Graph read, loading
+//! the stored users, plan, describe; nothing applied). `--keep` keeps the temp dir with the
+//! SQLite file.
 //!
 //! It prints a markdown table and the checks ([`report`]). Floors, for SQLite on a 2-core
 //! machine: initial cycle < 120 s, steady cycle < 30 s with zero writes, peak RSS < 300 MB.
@@ -41,12 +51,18 @@
 mod cycles;
 mod report;
 mod setup;
+mod sim_process;
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::cycles::{BackendRun, run_backend};
+
+// The same allocator as the `essentry-sync` binary, so the memory figures are the service's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use crate::report::{checks, table};
 
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -71,9 +87,14 @@ pub struct Options {
     pub users: usize,
     pub backends: Vec<Backend>,
     pub pg_url: String,
+    /// Also time the parts of a steady cycle one by one (read, load, plan, describe).
+    pub breakdown: bool,
+    /// Keep the temp dir (SQLite file, secret key) and print where it is.
+    pub keep: bool,
 }
 
-const USAGE: &str = "usage: cargo bench --bench graph_sync -- [--users 100000] [--postgres]";
+const USAGE: &str = "usage: cargo bench --bench graph_sync -- [--users 100000] [--postgres] \
+                     [--breakdown] [--keep]";
 
 fn parse_args() -> Result<Options> {
     let mut opts = Options {
@@ -81,6 +102,8 @@ fn parse_args() -> Result<Options> {
         backends: vec![Backend::Sqlite],
         pg_url: std::env::var("ESSENTRY_BENCH_POSTGRES_URL")
             .unwrap_or_else(|_| DEFAULT_PG_URL.to_owned()),
+        breakdown: false,
+        keep: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -104,6 +127,8 @@ fn parse_args() -> Result<Options> {
                     opts.backends.push(Backend::Postgres);
                 }
             }
+            "--breakdown" => opts.breakdown = true,
+            "--keep" => opts.keep = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -117,28 +142,62 @@ fn parse_args() -> Result<Options> {
     Ok(opts)
 }
 
-/// `VmRSS` and `VmHWM` of this process, in MB.
-pub fn memory_mb() -> Result<(f64, f64)> {
+/// The highest `VmHWM` seen before any reset, in kB (the process peak across resets).
+static PROCESS_PEAK_KB: AtomicU64 = AtomicU64::new(0);
+
+/// Memory figures of this process, in MB.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// `VmRSS` now.
+    pub rss_mb: f64,
+    /// `VmHWM`: the peak since the last [`reset_peak`] (or since start).
+    pub hwm_mb: f64,
+    /// The process peak since start, across resets.
+    pub peak_mb: f64,
+}
+
+/// Reads `VmRSS` and `VmHWM` from `/proc/self/status`.
+pub fn memory() -> Result<Memory> {
     let status =
         std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let field = |name: &str| -> Result<f64> {
+    let field = |name: &str| -> Result<u64> {
         let line = status
             .lines()
             .find(|l| l.starts_with(name))
             .ok_or_else(|| anyhow!("no {name} in /proc/self/status"))?;
-        let kb: f64 = line[name.len()..]
+        line[name.len()..]
             .trim()
             .trim_end_matches("kB")
             .trim()
             .parse()
-            .with_context(|| format!("parsing {line:?}"))?;
-        Ok(kb / 1024.0)
+            .with_context(|| format!("parsing {line:?}"))
     };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
+    let (rss, hwm) = (field("VmRSS:")?, field("VmHWM:")?);
+    let peak = PROCESS_PEAK_KB.fetch_max(hwm, Ordering::Relaxed).max(hwm);
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    Ok(Memory {
+        rss_mb: mb(rss),
+        hwm_mb: mb(hwm),
+        peak_mb: mb(peak),
+    })
+}
+
+/// Resets `VmHWM` to the current RSS (`/proc/self/clear_refs`, Linux 4.0+) so that the next
+/// reading is the peak of what ran in between; the process peak so far is kept by [`memory`].
+/// False when the kernel does not allow it.
+pub fn reset_peak() -> bool {
+    let _ = memory();
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
+    // The simulator runs in a child process (see `sim_process`), started as this binary.
+    let mut argv = std::env::args().skip(1);
+    if argv.next().as_deref() == Some("--simulator-child") {
+        let users = argv.next().and_then(|n| n.parse().ok()).unwrap_or(100_000);
+        return sim_process::child_main(users).await;
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
@@ -153,8 +212,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match memory_mb() {
-        Ok((rss, hwm)) => eprintln!("process at start: RSS {rss:.1} MB (peak {hwm:.1} MB)"),
+    match memory() {
+        Ok(m) => eprintln!(
+            "process at start: RSS {:.1} MB (peak {:.1} MB)",
+            m.rss_mb, m.peak_mb
+        ),
         Err(e) => eprintln!("warning: cannot read memory figures: {e:#}"),
     }
     let mut runs: Vec<BackendRun> = Vec::new();

@@ -29,18 +29,18 @@ pub fn table(runs: &[BackendRun], opts: &Options) -> String {
     );
     let _ = writeln!(
         s,
-        "| Backend | Cycle | Outcome | Wall s | Graph requests (reader / simulator) | Minimum | Token requests | Created | Updated | Deprovisioned | Unchanged | Apply s | RSS MB | Peak RSS (HWM) MB |"
+        "| Backend | Cycle | Outcome | Wall s | Graph requests (reader / simulator) | Minimum | Token requests | Created | Updated | Deprovisioned | Unchanged | Apply s | RSS after MB | Cycle peak RSS MB | Process peak RSS MB |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     );
     for r in runs {
         let min = r.expected.min_requests();
         for c in &r.cycles {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.2} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
+                "| {} | {} | {} | {:.2} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {:.1} |",
                 r.backend.name(),
                 c.kind.label(),
                 c.outcome.as_str(),
@@ -57,7 +57,10 @@ pub fn table(runs: &[BackendRun], opts: &Options) -> String {
                     .map(|ms| format!("{:.2}", ms as f64 / 1000.0))
                     .unwrap_or_else(|| "-".to_owned()),
                 c.rss_mb,
-                c.hwm_mb,
+                c.cycle_peak_mb
+                    .map(|m| format!("{m:.1}"))
+                    .unwrap_or_else(|| "-".to_owned()),
+                c.peak_mb,
             );
         }
     }
@@ -72,14 +75,14 @@ pub fn table(runs: &[BackendRun], opts: &Options) -> String {
         );
         let _ = writeln!(
             s,
-            "- {name}: process before the first cycle (tenant + simulator + store open): RSS {:.1} MB, peak {:.1} MB",
+            "- {name}: process before the first cycle (expected tenant built and dropped, store open; the simulator runs in its own process): RSS {:.1} MB, process peak {:.1} MB",
             r.baseline_rss_mb, r.baseline_hwm_mb
         );
         for c in &r.cycles {
             let label = c.kind.label();
             let _ = writeln!(
                 s,
-                "- {name} {label}: {:.2} s wall, {} ms by the report; {} Graph requests ({}); throttled {}, retries {}; in scope {}, stored before {}; planned {:?}; staged {}, skipped {}",
+                "- {name} {label}: {:.2} s wall, {} ms by the report; {} Graph requests ({}); throttled {}, retries {}; in scope {}, stored before {}; planned {:?}; listed changes {:?} (+{} not listed); staged {}, skipped {}",
                 c.wall.as_secs_f64(),
                 c.report_ms,
                 c.client_requests,
@@ -93,6 +96,8 @@ pub fn table(runs: &[BackendRun], opts: &Options) -> String {
                     .map(|n| n.to_string())
                     .unwrap_or_else(|| "-".into()),
                 c.planned,
+                c.listed,
+                c.changes_not_listed,
                 c.staged,
                 c.skipped,
             );
@@ -131,6 +136,29 @@ pub fn table(runs: &[BackendRun], opts: &Options) -> String {
         }
         if let Some(mb) = r.db_size_mb {
             let _ = writeln!(s, "- {name}: database file (with WAL) {mb:.1} MB");
+        }
+        if let Some(b) = &r.breakdown {
+            let _ = writeln!(
+                s,
+                "- {name}: breakdown of one more steady cycle: Graph read {:.2} s ({} requests, {} users), \
+                 loading {} stored users {:.2} s, plan {:.2} s ({} unchanged, {} planned), describe {:.3} s; \
+                 peak RSS while held {}",
+                b.read.as_secs_f64(),
+                b.read_requests,
+                b.in_scope,
+                b.stored,
+                b.load.as_secs_f64(),
+                b.plan.as_secs_f64(),
+                b.unchanged,
+                b.planned,
+                b.describe.as_secs_f64(),
+                b.peak_mb
+                    .map(|m| format!("{m:.1} MB"))
+                    .unwrap_or_else(|| "-".to_owned()),
+            );
+        }
+        if let Some(dir) = &r.kept {
+            let _ = writeln!(s, "- {name}: files kept in {}", dir.display());
         }
     }
     s
@@ -191,7 +219,7 @@ pub fn checks(r: &BackendRun) -> Vec<Check> {
             };
             check(
                 format!(
-                    "steady cycle: outcome {}, zero writes (applied created {} updated {} deprovisioned {}; planned create/update/delete/staged {}/{}/{}/{}; stored users unchanged: {})",
+                    "steady cycle: outcome {}, zero writes (applied created {} updated {} deprovisioned {}; planned create/update/delete/staged {}/{}/{}/{}; {} create/update/delete in `changes`; stored users unchanged: {})",
                     c.outcome.as_str(),
                     c.created,
                     c.updated,
@@ -200,6 +228,7 @@ pub fn checks(r: &BackendRun) -> Vec<Check> {
                     c.planned("update"),
                     c.planned("delete"),
                     c.planned("staged_delete"),
+                    c.listed_writes(),
                     if same { "yes" } else { "NO" }
                 ),
                 c.outcome.as_str() == "success" && c.zero_writes() && same,
@@ -243,9 +272,9 @@ pub fn checks(r: &BackendRun) -> Vec<Check> {
         None => check("1% cycle: not run".into(), false, true),
     }
 
-    let peak = r.cycles.iter().map(|c| c.hwm_mb).fold(0.0, f64::max);
+    let peak = r.cycles.iter().map(|c| c.peak_mb).fold(0.0, f64::max);
     check(
-        format!("peak RSS (VmHWM) {peak:.1} MB < {FLOOR_PEAK_RSS_MB:.0} MB"),
+        format!("process peak RSS (VmHWM) {peak:.1} MB < {FLOOR_PEAK_RSS_MB:.0} MB"),
         !r.cycles.is_empty() && peak < FLOOR_PEAK_RSS_MB,
         floors,
     );

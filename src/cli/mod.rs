@@ -69,8 +69,14 @@ pub enum Command {
     /// Try the pull sync end to end against a built-in Graph simulator (no configuration, no
     /// Microsoft tenant needed); prints what happened.
     Demo(demo::DemoArgs),
-    /// Show the email outbox (guest cancellation notices waiting for delivery).
+    /// Show the email outbox (guest cancellation notices: waiting, sent, dead) with attempts and
+    /// the last error; `outbox retry ID` sends a dead or waiting message again now.
     Outbox {
+        #[command(subcommand)]
+        action: Option<OutboxCmd>,
+        /// Only messages that gave up (`dead`), for `outbox retry`.
+        #[arg(long)]
+        dead: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -96,6 +102,17 @@ pub enum Command {
         /// At most this many rows.
         #[arg(long, default_value_t = 200)]
         limit: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCmd {
+    /// Put a dead (or waiting) message back to pending, due now, with a fresh set of attempts.
+    Retry {
+        /// The message's id (first column of `essentry-sync outbox`).
+        id: String,
+        #[command(flatten)]
+        common: Common,
     },
 }
 
@@ -255,7 +272,11 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
             users_list(Env::open(settings).await?, common).await
         }
         Command::Appointments(cmd) => appointments(Env::open(settings).await?, cmd).await,
-        Command::Outbox { common } => outbox(Env::open(settings).await?, common).await,
+        Command::Outbox {
+            action,
+            dead,
+            common,
+        } => outbox(Env::open(settings).await?, action, dead, common).await,
         Command::Sync(args) => sync::sync(Env::open(settings).await?, args).await,
         Command::Status { common } => sync::status(Env::open(settings).await?, common).await,
         Command::AdminToken(cmd) => sync::admin_token(Env::open(settings).await?, cmd).await,
@@ -327,11 +348,37 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
     }
 }
 
+/// Waits for SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
 async fn serve(mut settings: Settings, listen: Option<String>) -> Result<()> {
     if let Some(listen) = listen {
         settings.server.listen = listen;
     }
     let env = Env::open(settings).await?;
+    // SQLite serves one process; a second `serve` on the same file is refused here.
+    let _serve_lock = env.store.lock_serve()?;
     let listener = tokio::net::TcpListener::bind(&env.settings.server.listen)
         .await
         .with_context(|| format!("listening on {}", env.settings.server.listen))?;
@@ -339,43 +386,53 @@ async fn serve(mut settings: Settings, listen: Option<String>) -> Result<()> {
     env.store
         .ensure_account(&env.settings.directory.default_account, env.clock.now())
         .await?;
+    let grace = std::time::Duration::from_secs(env.settings.server.shutdown_grace_secs);
     let key = env.secret_key()?;
     let runner = crate::sync::schedule::Runner::new(sync::sync_env(&env), key.clone());
     let scheduler = runner
         .start()
         .await
         .map_err(|e| anyhow!("starting the sync scheduler: {e}"))?;
+    // Delivers the outbox (guest emails) until shutdown; see crate::notify.
+    let mail = crate::notify::DeliveryWorker::from_settings(
+        env.store.clone(),
+        env.clock.clone(),
+        &env.settings.mail,
+    )?
+    .start();
     let state = AppState::with_key(env.store, env.clock, env.settings, Some(key));
     tracing::info!(address = %local, scim = %state.scim_base, backend = state.store.backend_name(), "essentry-sync serving");
-    let shutdown = async {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        let _ = ctrl_c.await;
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(http::serve(
+        listener,
+        state.clone(),
+        stop.clone().cancelled_owned(),
+    ));
+    shutdown_signal().await;
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: no new requests, no new cycles; finishing what runs"
+    );
+    stop.cancel();
+    let deadline = tokio::time::Instant::now() + grace;
+    // The scheduler stops first so no cycle starts while requests drain; a running cycle gets
+    // the grace period to reach its commit, or its transaction rolls back.
+    let stopping_runner = runner.stop(scheduler, grace);
+    // The mail worker stops after the message it is sending (a send cut off by the grace
+    // period is retried after its lease).
+    let stopping_mail = mail.stop(grace);
+    let draining = tokio::time::timeout_at(deadline, server);
+    let ((), (), drained) = tokio::join!(stopping_runner, stopping_mail, draining);
+    match drained {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server error while stopping"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+        Err(_) => {
+            tracing::warn!("in-flight requests still running after the grace period; exiting")
         }
-        #[cfg(not(unix))]
-        {
-            let _ = ctrl_c.await;
-        }
-        tracing::info!("shutting down: finishing in-flight requests");
-    };
-    let state_for_close = state.clone();
-    http::serve(listener, state, shutdown).await?;
-    runner
-        .stop(scheduler, std::time::Duration::from_secs(30))
-        .await;
-    state_for_close.store.close().await;
+    }
+    state.store.close().await;
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -666,23 +723,80 @@ async fn appointments(env: Env, cmd: AppointmentsCmd) -> Result<()> {
     }
 }
 
-async fn outbox(env: Env, common: Common) -> Result<()> {
+async fn outbox(env: Env, action: Option<OutboxCmd>, dead: bool, common: Common) -> Result<()> {
+    if let Some(OutboxCmd::Retry { id, common }) = action {
+        let account = env.account(&common).await?;
+        let id = id.trim();
+        let outcome = env
+            .store
+            .retry_outbox(&account, id, env.clock.now())
+            .await?;
+        if common.json && outcome == crate::store::RetryOutcome::Requeued {
+            return print_json(&json!({"id": id, "outcome": outcome}));
+        }
+        return match outcome {
+            crate::store::RetryOutcome::Requeued => {
+                println!(
+                    "message {id} is pending again and will be sent with the next delivery round"
+                );
+                Ok(())
+            }
+            crate::store::RetryOutcome::NotFound => {
+                bail!(
+                    "no outbox message {id:?} in account {:?}",
+                    env.account_name(&common)
+                )
+            }
+            crate::store::RetryOutcome::AlreadySent => bail!("message {id} was already sent"),
+            crate::store::RetryOutcome::InFlight => {
+                bail!("message {id} is being sent right now; look again in a moment")
+            }
+        };
+    }
     let account = env.account(&common).await?;
-    let rows = env.store.list_outbox(&account).await?;
+    let rows = env
+        .store
+        .list_outbox_entries(&account, dead, env.clock.now())
+        .await?;
     if common.json {
         return print_json(&rows);
     }
     if rows.is_empty() {
-        println!("the outbox is empty");
+        println!(
+            "{}",
+            if dead {
+                "no dead messages"
+            } else {
+                "the outbox is empty"
+            }
+        );
     }
     for m in rows {
+        let state = if m.in_flight {
+            "sending"
+        } else {
+            m.row.status.as_str()
+        };
         println!(
-            "{}  {:<7}  to {:<32} {}",
-            m.created_at.format("%Y-%m-%d %H:%M:%S"),
-            m.status,
-            m.recipient_email,
-            m.subject
+            "{}  {}  {:<7} {:>2} attempt(s)  to {:<32} {}",
+            m.row.id,
+            m.row.created_at.format("%Y-%m-%d %H:%M:%S"),
+            state,
+            m.row.attempts,
+            m.row.recipient_email,
+            m.row.subject
         );
+        if let Some(at) = m.row.sent_at {
+            println!("      sent {}", at.format("%Y-%m-%d %H:%M:%S"));
+        } else if m.row.status == "pending" && m.row.attempts > 0 && !m.in_flight {
+            println!(
+                "      next attempt {}",
+                m.next_attempt_at.format("%Y-%m-%d %H:%M:%S")
+            );
+        }
+        if let Some(e) = &m.row.last_error {
+            println!("      last error: {e}");
+        }
     }
     Ok(())
 }

@@ -241,6 +241,7 @@ pub(super) async fn sync(env: Env, args: SyncArgs) -> Result<()> {
     match (&report.outcome, &report.error) {
         (Outcome::Failed, Some(e)) => Err(anyhow!("sync cycle failed ({}): {}", e.code, e.message)),
         (Outcome::Failed, None) => Err(anyhow!("sync cycle failed")),
+        (Outcome::Busy, Some(e)) => Err(anyhow!("{}", e.message)),
         _ => Ok(()),
     }
 }
@@ -327,6 +328,18 @@ pub fn print_cycle(r: &CycleReport) {
             }
         );
     }
+    if r.changes_not_listed > 0 {
+        println!(
+            "  ... and {} more (planned: {} create, {} update, {} delete, {} staged, {} skip); every one is in `essentry-sync logs --cycle {}`",
+            r.changes_not_listed,
+            r.planned.create,
+            r.planned.update,
+            r.planned.delete,
+            r.planned.staged_delete,
+            r.planned.skip,
+            r.cycle_id
+        );
+    }
     if let Some(a) = &r.applied {
         println!(
             "  applied: {} created, {} updated, {} deleted, {} unchanged, {} staged, {} skipped; {} appointments cancelled, {} guest emails queued",
@@ -394,6 +407,17 @@ pub(super) async fn status(env: Env, common: Common) -> Result<()> {
                     .unwrap_or_default()
             ),
             None => println!("  last cycle: never"),
+        }
+        if let Some(c) = &s.last_on_demand {
+            println!(
+                "  last on-demand run: {} {}{}",
+                c.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                c.outcome,
+                c.error_message
+                    .as_deref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            );
         }
         if let Some(n) = &s.next_run {
             println!(

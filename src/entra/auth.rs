@@ -153,6 +153,7 @@ impl TokenSource {
     /// Drops the cached token and requests a new one (after Graph answered 401).
     pub async fn refresh(&self) -> Result<Secret, AuthError> {
         let mut cache = self.cache.lock().await;
+        crate::metrics::token_refresh();
         let fresh = self.request().await?;
         let token = fresh.token.clone();
         *cache = Some(fresh);
@@ -166,8 +167,9 @@ impl TokenSource {
             .exchange_client_credentials()
             .add_scope(Scope::new(self.scope.clone()))
             .request_async(&self.http)
-            .await
-            .map_err(map_error)?;
+            .await;
+        crate::metrics::token_request(response.is_ok());
+        let response = response.map_err(map_error)?;
         let lifetime = response
             .expires_in()
             .and_then(|d| TimeDelta::from_std(d).ok())

@@ -658,6 +658,7 @@ impl GraphReader {
             return Err((Verdict::Fail, CallError::Client(short_failure(e))));
         }
         self.0.requests.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::graph_request();
         let response = handler.send().await.map_err(|e| match &e {
             GraphFailure::ReqwestError(r) if r.is_timeout() || r.is_connect() || r.is_body() => (
                 Verdict::transient(),
@@ -674,6 +675,7 @@ impl GraphReader {
         let verdict = retry::classify_response(status, retry_after.as_deref(), SystemTime::now());
         if status == 429 {
             self.0.throttled.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::graph_throttled();
         }
         let bytes = response.bytes().await.map_err(|e| {
             (

@@ -302,5 +302,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/Schemas/{urn}", get(discovery::schema))
         .fallback(unknown_endpoint)
         .layer(middleware::from_fn(method_not_allowed))
-        .layer(middleware::from_fn_with_state(state, authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        // Outermost, so requests refused by authentication (401) are counted too.
+        .layer(middleware::from_fn_with_state(
+            state,
+            crate::metrics::track_scim,
+        ))
 }

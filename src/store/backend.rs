@@ -54,9 +54,14 @@ fn parse_resource(text: &str) -> Result<Map<String, Value>, StoreError> {
 }
 
 fn user_from_row(row: &DbRow) -> Result<UserRecord, StoreError> {
+    let resource: String = row.try_get("resource").map_err(db_err)?;
+    user_with_resource(row, parse_resource(&resource)?)
+}
+
+/// A user row's typed columns, with `resource` given by the caller.
+fn user_with_resource(row: &DbRow, resource: Map<String, Value>) -> Result<UserRecord, StoreError> {
     let user_name: String = row.try_get("user_name").map_err(db_err)?;
     let entra: Option<String> = row.try_get("entra_object_id").map_err(db_err)?;
-    let resource: String = row.try_get("resource").map_err(db_err)?;
     let source: String = row.try_get("source").map_err(db_err)?;
     Ok(UserRecord {
         id: UserId::from_trusted(row.try_get("id").map_err(db_err)?),
@@ -69,7 +74,7 @@ fn user_from_row(row: &DbRow) -> Result<UserRecord, StoreError> {
             external_id: row.try_get("external_id").map_err(db_err)?,
             active: row.try_get("active").map_err(db_err)?,
             entra_object_id: entra.map(EntraObjectId::from_trusted),
-            resource: parse_resource(&resource)?,
+            resource,
         },
         source: Source::parse(&source),
         version: row.try_get("version").map_err(db_err)?,
@@ -440,6 +445,25 @@ pub async fn list_users(
 ) -> Result<Vec<UserRecord>, StoreError> {
     let rows = fetch_page(c, (USER_COLS, "users u", "u"), account, filter, offset, limit).await?;
     rows.iter().map(user_from_row).collect()
+}
+
+/// Every user of `account` for the pull sync's planner: the typed columns only (`resource` is
+/// left empty and never read or parsed), decoded row by row as they stream in so the raw rows of
+/// a large directory are never all held at once.
+pub async fn list_users_light(c: &mut Conn, account: &AccountId) -> Result<Vec<UserRecord>, StoreError> {
+    use futures::TryStreamExt;
+    let mut rows = sqlx::query(
+        "SELECT u.id, u.account_id, u.user_name, u.given_name, u.family_name, u.display_name, \
+         u.external_id, u.active, u.entra_object_id, u.source, u.version, u.created_at, \
+         u.updated_at FROM users u WHERE u.account_id = $1 ORDER BY u.seq",
+    )
+    .bind(account.as_str())
+    .fetch(&mut *c);
+    let mut out = Vec::new();
+    while let Some(row) = rows.try_next().await.map_err(db_err)? {
+        out.push(user_with_resource(&row, Map::new())?);
+    }
+    Ok(out)
 }
 
 pub async fn count_users(c: &mut Conn, account: &AccountId, filter: Option<&Where>) -> Result<i64, StoreError> {

@@ -16,6 +16,7 @@ use crate::domain::{
     LogEntry, OutboxMessage, StoreError, UserId, UserName, UserRecord,
 };
 
+pub mod lock;
 mod postgres;
 pub mod sql_filter;
 mod sqlite;
@@ -287,6 +288,15 @@ impl Store {
         read!(self, |c, m| m::user_by_name(c, account, name).await)
     }
 
+    /// Every user of the account with its typed attributes only (`resource` empty), for the
+    /// pull sync's planner; see `backend::list_users_light`.
+    pub async fn list_users_light(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        read!(self, |c, m| m::list_users_light(c, account).await)
+    }
+
     /// A page of users and, when asked, the total count of matches.
     pub async fn list_users(
         &self,
@@ -393,6 +403,18 @@ impl Store {
         hash: &[u8],
     ) -> Result<Option<AdminTokenRow>, StoreError> {
         read!(self, |c, m| m::admin_token_by_hash(c, hash).await)
+    }
+
+    /// For `/metrics` (`backend_metrics.rs`): pending outbox messages, when the oldest of them
+    /// was queued, and dead ones.
+    pub async fn outbox_gauges(&self) -> Result<(i64, Option<DateTime<Utc>>, i64), StoreError> {
+        read!(self, |c, m| m::outbox_gauges(c).await)
+    }
+
+    /// For `/readyz` (`backend_metrics.rs`): why the schema is not the one this build embeds
+    /// (missing, failed or altered migrations); empty when it is current.
+    pub async fn migration_problems(&self) -> Result<Vec<String>, StoreError> {
+        read!(self, |c, m| m::migration_problems(c).await)
     }
 
     /// Runs a raw statement (tests use it to install failure triggers). Not for request data.
@@ -575,5 +597,186 @@ impl DirectoryTx for Tx {
 
     async fn write_log(&mut self, entry: &LogEntry) -> Result<(), StoreError> {
         in_tx!(self, |c, m| m::write_log(c, entry).await)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbox delivery (the queries are in `backend_outbox.rs`; the worker is `crate::notify`).
+
+/// What a delivery worker asks for when it claims due messages.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    pub now: DateTime<Utc>,
+    /// The claim's lease: a claimed row is due again at this time unless its result is recorded.
+    pub lease_until: DateTime<Utc>,
+    /// Rows that already used this many attempts are parked as `dead` instead of claimed.
+    pub max_attempts: i64,
+    pub limit: i64,
+    /// The domain of Message-IDs fixed at a row's first claim (`<outbox.{id}@{domain}>`).
+    pub message_id_domain: &'a str,
+}
+
+/// One message a worker claimed and now delivers.
+#[derive(Debug, Clone)]
+pub struct ClaimedMessage {
+    pub id: String,
+    pub account_id: AccountId,
+    pub kind: String,
+    pub recipient_email: String,
+    pub recipient_name: String,
+    pub subject: String,
+    pub body_text: String,
+    pub payload: Value,
+    /// Attempts started, this one included.
+    pub attempts: i64,
+    pub message_id: String,
+    /// The IANA time zone of the message's account (`accounts.time_zone`).
+    pub time_zone: String,
+}
+
+/// The rows one claim took: `messages` to deliver under `token`, and `exhausted`, the ids of rows
+/// whose attempts were all used up (by interrupted deliveries) and that were parked as `dead`.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxClaim {
+    pub token: String,
+    pub messages: Vec<ClaimedMessage>,
+    pub exhausted: Vec<String>,
+}
+
+/// An outbox row with its delivery state, for `essentry-sync outbox`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxEntry {
+    #[serde(flatten)]
+    pub row: OutboxRow,
+    pub next_attempt_at: DateTime<Utc>,
+    pub message_id: Option<String>,
+    /// A worker holds a claim on it whose lease has not run out: it is being sent right now.
+    pub in_flight: bool,
+}
+
+/// What `outbox retry` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryOutcome {
+    /// Back to `pending`, due now, with a fresh set of attempts.
+    Requeued,
+    NotFound,
+    AlreadySent,
+    /// A worker is sending it right now.
+    InFlight,
+}
+
+impl Store {
+    /// Claims up to `limit` due messages in one transaction (PostgreSQL: `FOR UPDATE SKIP
+    /// LOCKED`, so concurrent workers never claim the same row).
+    pub async fn claim_outbox(&self, req: &ClaimRequest<'_>) -> Result<OutboxClaim, StoreError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let mut tx = self.begin().await?;
+        let claim = in_tx!(&mut tx, |c, m| {
+            let mut claim = m::claim_outbox(c, req, &token).await?;
+            let mut zones: std::collections::HashMap<String, String> = Default::default();
+            for msg in &mut claim.messages {
+                let key = msg.account_id.as_str().to_owned();
+                if !zones.contains_key(&key) {
+                    let zone = m::account_time_zone(c, &msg.account_id).await?;
+                    zones.insert(key.clone(), zone.unwrap_or_else(|| "UTC".to_owned()));
+                }
+                msg.time_zone = zones[&key].clone();
+            }
+            Ok::<_, StoreError>(claim)
+        })?;
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    /// Records a delivered message (`false`: it was already recorded, or is gone).
+    pub async fn outbox_sent(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = in_tx!(&mut tx, |c, m| m::mark_outbox_sent(c, id, now).await)?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Records a failed attempt of the claim `token`: back to `pending` until `next_attempt_at`,
+    /// or `dead`. `false`: the claim was no longer this worker's.
+    pub async fn outbox_failed(
+        &self,
+        id: &str,
+        token: &str,
+        dead: bool,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = in_tx!(&mut tx, |c, m| m::mark_outbox_failed(
+            c,
+            id,
+            token,
+            dead,
+            error,
+            next_attempt_at
+        )
+        .await)?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Hands the claim's unsent rows back, due at `now`, their attempt not counted.
+    pub async fn release_outbox(&self, token: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = in_tx!(&mut tx, |c, m| m::release_outbox_claim(c, token, now).await)?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Puts a dead or waiting message back to `pending`, due `now`, with fresh attempts.
+    pub async fn retry_outbox(
+        &self,
+        account: &AccountId,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RetryOutcome, StoreError> {
+        let mut tx = self.begin().await?;
+        let outcome = in_tx!(&mut tx, |c, m| m::retry_outbox(c, account, id, now).await)?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The account's outbox with delivery state, in creation order; only `dead` rows when asked.
+    pub async fn list_outbox_entries(
+        &self,
+        account: &AccountId,
+        dead_only: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let status = dead_only.then_some("dead");
+        read!(self, |c, m| m::list_outbox_entries(c, account, status, now)
+            .await)
+    }
+
+    /// How many of the account's messages are in each status.
+    pub async fn outbox_counts(
+        &self,
+        account: &AccountId,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        read!(self, |c, m| Ok(m::outbox_counts(c, account)
+            .await?
+            .into_iter()
+            .collect()))
+    }
+
+    /// Sets the IANA time zone the account's emails show times in (`false`: no such account).
+    pub async fn set_account_time_zone(
+        &self,
+        account: &AccountId,
+        time_zone: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = in_tx!(&mut tx, |c, m| m::set_account_time_zone(
+            c, account, time_zone
+        )
+        .await)?;
+        tx.commit().await?;
+        Ok(done)
     }
 }

@@ -9,6 +9,8 @@ const ROW_LOCK: &str = " FOR UPDATE";
 
 include!("backend.rs");
 include!("backend_events.rs");
+include!("backend_outbox.rs");
+include!("backend_metrics.rs");
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -20,6 +22,11 @@ impl PgStore {
     /// search path (tests use a fresh one each).
     pub async fn open(url: &str, max: u32, schema: Option<&str>) -> Result<Self, StoreError> {
         let mut options: PgConnectOptions = url.parse().map_err(db_err)?;
+        // Plan every execution with the table as it is now. sqlx prepares statements, and after
+        // a few runs PostgreSQL switches to a generic plan chosen while the table looked empty
+        // (a fresh database, or rows added inside the still-open transaction of a large first
+        // cycle): a sequential scan per lookup, quadratic over a 100k-user initial sync.
+        options = options.options([("plan_cache_mode", "force_custom_plan")]);
         if let Some(schema) = schema {
             if !schema
                 .chars()

@@ -14,11 +14,15 @@ const ROW_LOCK: &str = "";
 
 include!("backend.rs");
 include!("backend_events.rs");
+include!("backend_outbox.rs");
+include!("backend_metrics.rs");
 
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(crate) read: sqlx::SqlitePool,
     pub(crate) write: sqlx::SqlitePool,
+    /// The database file (locks live beside it).
+    pub(crate) path: std::path::PathBuf,
 }
 
 impl SqliteStore {
@@ -51,7 +55,11 @@ impl SqliteStore {
             .connect_with(base.read_only(true))
             .await
             .map_err(db_err)?;
-        Ok(Self { read, write })
+        Ok(Self {
+            read,
+            write,
+            path: path.to_path_buf(),
+        })
     }
 
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {

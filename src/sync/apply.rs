@@ -15,6 +15,7 @@ use crate::domain::directory::{self, OpContext, UpdateOutcome};
 use crate::domain::{DirectoryError, DirectoryTx, LogAction, LogStatus};
 use crate::store::{Store, skip_key};
 
+use super::mapping::overlay;
 use super::plan::Plan;
 
 /// What one applied plan did.
@@ -98,14 +99,17 @@ pub async fn apply(
         record(&mut report, &done);
     }
     for u in &plan.updates {
-        match directory::update_user(
-            &mut tx,
-            ctx,
-            &u.user_id,
-            u.desired.clone(),
-            Some(u.expected_version),
-        )
-        .await?
+        // The planner may have worked from stored users read without their resource (the
+        // sync's light read); lay the mapped attributes over the resource as stored now, so
+        // attributes pushed over SCIM (emails, extensions) are kept.
+        let stored = tx
+            .user_by_id(&ctx.account, &u.user_id)
+            .await?
+            .ok_or_else(|| DirectoryError::UserNotFound(u.user_id.to_string()))?;
+        let mut desired = u.desired.clone();
+        desired.resource = overlay(&stored.attrs.resource, &desired);
+        match directory::update_user(&mut tx, ctx, &u.user_id, desired, Some(u.expected_version))
+            .await?
         {
             UpdateOutcome::Updated { .. } => report.updated += 1,
             UpdateOutcome::Unchanged(_) => report.unchanged += 1,
@@ -113,7 +117,9 @@ pub async fn apply(
         }
     }
     for c in &plan.creates {
-        directory::create_user(&mut tx, ctx, c.desired.clone()).await?;
+        let mut desired = c.desired.clone();
+        desired.resource = overlay(&desired.resource, &desired);
+        directory::create_user(&mut tx, ctx, desired).await?;
         report.created += 1;
     }
     for s in &plan.staged {

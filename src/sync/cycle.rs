@@ -16,7 +16,7 @@ use tracing::Instrument;
 use super::apply::{self, ApplyReport, Mode};
 use super::plan::{self, Plan, Policy};
 use crate::config::SyncSettings;
-use crate::domain::directory::OpContext;
+use crate::domain::directory::{OpContext, diff_attributes};
 use crate::domain::{AttributeChange, Clock, Source, StoreError, UserRecord};
 use crate::entra::auth::TokenSource;
 use crate::entra::graph::{GraphReader, ReadError, ReadStats, ReaderConfig};
@@ -69,6 +69,8 @@ pub enum Outcome {
     Held,
     /// Nothing was changed: the read, the plan or the apply failed.
     Failed,
+    /// Not run: another process (replica) is running a cycle of this integration.
+    Busy,
 }
 
 impl Outcome {
@@ -77,6 +79,7 @@ impl Outcome {
             Self::Success => "success",
             Self::Held => "held",
             Self::Failed => "failed",
+            Self::Busy => "busy",
         }
     }
 }
@@ -107,6 +110,20 @@ pub struct CycleError {
     pub message: String,
 }
 
+/// How many planned changes a report lists one by one; the rest are counted in
+/// [`CycleReport::planned`] and each has its provisioning-log row.
+pub const LISTED_CHANGES: usize = 200;
+
+/// The plan's size by action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PlannedCounts {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+    pub staged_delete: usize,
+    pub skip: usize,
+}
+
 /// The result of one cycle.
 #[derive(Debug, Clone, Serialize)]
 pub struct CycleReport {
@@ -118,8 +135,12 @@ pub struct CycleReport {
     pub started_at: DateTime<Utc>,
     pub duration_ms: u64,
     pub read: Option<ReadSummary>,
-    /// Every create, update, deprovision, staged deletion and skip of the plan.
+    /// The plan's creates, updates, deprovisions, staged deletions and skips, by count.
+    pub planned: PlannedCounts,
+    /// The first [`LISTED_CHANGES`] of them, one by one (deletions first).
     pub changes: Vec<PlannedChange>,
+    /// How many more there are than `changes` lists (see `essentry-sync logs --cycle ID`).
+    pub changes_not_listed: usize,
     pub threshold_hit: Option<String>,
     pub notes: Vec<String>,
     pub applied: Option<ApplyReport>,
@@ -138,7 +159,9 @@ impl CycleReport {
             started_at: now,
             duration_ms: 0,
             read: None,
+            planned: PlannedCounts::default(),
             changes: Vec::new(),
+            changes_not_listed: 0,
             threshold_hit: None,
             notes: Vec::new(),
             applied: None,
@@ -157,15 +180,8 @@ impl CycleReport {
 
     /// Counts by action and status, for the summary row.
     fn counts(&self) -> serde_json::Value {
-        let by = |action: &str| self.changes.iter().filter(|c| c.action == action).count();
         json!({
-            "planned": {
-                "create": by("create"),
-                "update": by("update"),
-                "delete": by("delete"),
-                "staged_delete": by("staged_delete"),
-                "skip": by("skip"),
-            },
+            "planned": self.planned,
             "applied": self.applied,
             "read": self.read,
             "retries": self.graph.retries,
@@ -202,51 +218,38 @@ pub fn reader(env: &SyncEnv, integ: &GraphIntegration) -> Result<GraphReader, Re
     GraphReader::new(config, Arc::new(tokens), budget)
 }
 
-/// Every stored user of the account, read in pages.
+/// Every stored user of the account, in one statement (one consistent snapshot; paging with
+/// OFFSET could skip or repeat a user that SCIM creates meanwhile), with the typed attributes
+/// only: the planner compares those, and the executor lays the mapped attributes over each
+/// updated user's resource as stored at apply time. A change that lands between this read and
+/// the apply makes the apply fail its version check and roll back; the next cycle plans again.
 pub async fn stored_users(
     store: &Store,
     account: &crate::domain::AccountId,
 ) -> Result<Vec<UserRecord>, StoreError> {
-    const PAGE: i64 = 20_000;
-    let mut out = Vec::new();
-    loop {
-        let (page, _) = store
-            .list_users(account, None, out.len() as i64, PAGE, false)
-            .await?;
-        let done = (page.len() as i64) < PAGE;
-        out.extend(page);
-        if done {
-            return Ok(out);
-        }
+    store.list_users_light(account).await
+}
+
+/// The plan's size by action.
+pub fn count(plan: &Plan) -> PlannedCounts {
+    PlannedCounts {
+        create: plan.creates.len(),
+        update: plan.updates.len(),
+        delete: plan.deprovisions.len(),
+        staged_delete: plan.staged.len(),
+        skip: plan.skips.len(),
     }
 }
 
-/// The plan as a list of changes for people and the dry-run output.
-pub fn describe(plan: &Plan) -> Vec<PlannedChange> {
+/// The first `limit` changes of the plan for people and the dry-run output: deletions first (they
+/// matter most), then staged deletions, updates, creates and skips.
+pub fn describe(plan: &Plan, limit: usize) -> Vec<PlannedChange> {
     let mut out = Vec::new();
-    for c in &plan.creates {
-        out.push(PlannedChange {
-            action: "create",
-            user_name: c.desired.user_name.to_string(),
-            object_id: Some(c.object_id.to_string()),
-            detail: Some(super::mapping::describe_assignments(&c.assigned_via)),
-            changes: c.changes.clone(),
-        });
-    }
-    for u in &plan.updates {
-        out.push(PlannedChange {
-            action: "update",
-            user_name: u.desired.user_name.to_string(),
-            object_id: Some(u.object_id.to_string()),
-            detail: u.adopted.then(|| "adopted: matched by userName".to_owned()),
-            changes: u.changes.clone(),
-        });
-    }
     for (list, action) in [
         (&plan.deprovisions, "delete"),
         (&plan.staged, "staged_delete"),
     ] {
-        for d in list {
+        for d in list.iter().take(limit.saturating_sub(out.len())) {
             out.push(PlannedChange {
                 action,
                 user_name: d.user_name.clone(),
@@ -256,7 +259,25 @@ pub fn describe(plan: &Plan) -> Vec<PlannedChange> {
             });
         }
     }
-    for s in &plan.skips {
+    for u in plan.updates.iter().take(limit.saturating_sub(out.len())) {
+        out.push(PlannedChange {
+            action: "update",
+            user_name: u.desired.user_name.to_string(),
+            object_id: Some(u.object_id.to_string()),
+            detail: u.adopted.then(|| "adopted: matched by userName".to_owned()),
+            changes: u.changes.clone(),
+        });
+    }
+    for c in plan.creates.iter().take(limit.saturating_sub(out.len())) {
+        out.push(PlannedChange {
+            action: "create",
+            user_name: c.desired.user_name.to_string(),
+            object_id: Some(c.object_id.to_string()),
+            detail: Some(super::mapping::describe_assignments(&c.assigned_via)),
+            changes: diff_attributes(None, &c.desired),
+        });
+    }
+    for s in plan.skips.iter().take(limit.saturating_sub(out.len())) {
         out.push(PlannedChange {
             action: "skip",
             user_name: s.user_name.clone().unwrap_or_default(),
@@ -288,8 +309,77 @@ pub async fn run_cycle(
         trigger = opts.trigger.as_str(),
         dry_run = opts.dry_run,
     );
-    async move {
+    let started = Instant::now();
+    let result = async move {
         let now = env.clock.now();
+        // One cycle per integration at a time, across replicas. A dry run writes nothing and
+        // needs no lock.
+        let lock = if opts.dry_run {
+            None
+        } else {
+            match env.store.try_lock_cycle(&integ.row.id).await? {
+                Some(lock) => Some(lock),
+                None => {
+                    tracing::info!(
+                        "another process is running a cycle of this integration; not starting one"
+                    );
+                    let mut report = CycleReport::new(cycle_id, &integ.row.name, &opts, now);
+                    report.outcome = Outcome::Busy;
+                    report.error = Some(CycleError {
+                        code: "busy".to_owned(),
+                        message: format!(
+                            "a cycle of {} is already running (on this or another replica)",
+                            integ.row.name
+                        ),
+                    });
+                    return Ok(report);
+                }
+            }
+        };
+        let result = recorded_cycle(env, integ, opts, cycle_id, now).await;
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
+        result
+    }
+    .instrument(span)
+    .await;
+    count_cycle(integ, &opts, &result, started);
+    result
+}
+
+/// Counts the cycle in `/metrics` (`essentry_sync_cycles_total`, and its duration unless it
+/// did not run). Dry runs are not counted.
+fn count_cycle(
+    integ: &GraphIntegration,
+    opts: &CycleOptions,
+    result: &Result<CycleReport, StoreError>,
+    started: Instant,
+) {
+    if opts.dry_run {
+        return;
+    }
+    let (outcome, duration) = match result {
+        Ok(r) if r.outcome == Outcome::Busy => (r.outcome, None),
+        Ok(r) => (r.outcome, Some(Duration::from_millis(r.duration_ms))),
+        Err(_) => (Outcome::Failed, Some(started.elapsed())),
+    };
+    crate::metrics::sync_cycle(
+        &integ.row.name,
+        opts.trigger.as_str(),
+        outcome.as_str(),
+        duration,
+    );
+}
+
+async fn recorded_cycle(
+    env: &SyncEnv,
+    integ: &GraphIntegration,
+    opts: CycleOptions,
+    cycle_id: String,
+    now: DateTime<Utc>,
+) -> Result<CycleReport, StoreError> {
+    {
         let mut row = CycleRow {
             id: cycle_id.clone(),
             integration_id: integ.row.id.to_string(),
@@ -352,8 +442,6 @@ pub async fn run_cycle(
         }
         Ok(report)
     }
-    .instrument(span)
-    .await
 }
 
 async fn cycle_body(
@@ -398,7 +486,14 @@ async fn cycle_body(
     };
     let plan = plan::plan(&read.snapshot, &current, &policy);
     drop(current);
-    report.changes = describe(&plan);
+    report.planned = count(&plan);
+    report.changes = describe(&plan, LISTED_CHANGES);
+    let total = plan.creates.len()
+        + plan.updates.len()
+        + plan.deprovisions.len()
+        + plan.staged.len()
+        + plan.skips.len();
+    report.changes_not_listed = total - report.changes.len();
     report.threshold_hit = plan.threshold_hit.clone();
     report.notes = plan.notes.clone();
     if let Some(hit) = &plan.threshold_hit {
@@ -464,7 +559,13 @@ async fn cycle_body(
     } else {
         Mode::Commit
     };
-    match apply::apply(&env.store, &ctx, &plan, mode, &known).await {
+    let (applied, changes) =
+        crate::metrics::deferring_user_changes(apply::apply(&env.store, &ctx, &plan, mode, &known))
+            .await;
+    if applied.is_ok() && mode == Mode::Commit {
+        changes.record();
+    }
+    match applied {
         Ok(applied) => {
             report.applied = Some(applied);
             report.outcome = outcome;

@@ -271,57 +271,61 @@ fn set_or_remove(map: &mut Map<String, Value>, key: &str, value: Option<&str>) {
     }
 }
 
-/// The directory user `e` should be: userName ← userPrincipalName (or mail), given name ←
-/// givenName, family name ← surname, displayName ← displayName, externalId ← mailNickname, active
-/// ← accountEnabled (missing counts as enabled), entra_object_id ← id.
-///
-/// `base`: the current stored resource when the user already exists (SCIM-pushed attributes such
-/// as emails or the enterprise extension are kept; only mapped attributes are overlaid: userName,
-/// name.givenName, name.familyName, displayName, externalId, active). Absent Graph values remove
-/// the mapped attribute; other `name` sub-attributes (formatted, middleName, ...) are kept.
+/// The mapped attributes of `e`, with an empty `resource`: userName ← userPrincipalName (or
+/// mail), given name ← givenName, family name ← surname, displayName ← displayName, externalId ←
+/// mailNickname, active ← accountEnabled (missing counts as enabled), entra_object_id ← id.
+/// [`overlay`] turns them into the resource to store.
 ///
 /// A disabled user maps to `active: false`; whether that deprovisions or skips is the planner's
 /// decision, so this never returns [`SkipReason::Disabled`].
-pub fn desired_user(
-    e: &EntraUser,
-    mapping: &Mapping,
-    base: Option<&Map<String, Value>>,
-) -> Result<DirectoryUser, SkipReason> {
-    let user_name = user_name_of(e, mapping)?;
-    let given_name = present(&e.given_name);
-    let family_name = present(&e.surname);
-    let display_name = present(&e.display_name);
-    let external_id = present(&e.mail_nickname);
-    let active = e.account_enabled.unwrap_or(true);
+pub fn mapped_user(e: &EntraUser, mapping: &Mapping) -> Result<DirectoryUser, SkipReason> {
+    Ok(DirectoryUser {
+        user_name: user_name_of(e, mapping)?,
+        given_name: present(&e.given_name).map(str::to_owned),
+        family_name: present(&e.surname).map(str::to_owned),
+        display_name: present(&e.display_name).map(str::to_owned),
+        external_id: present(&e.mail_nickname).map(str::to_owned),
+        active: e.account_enabled.unwrap_or(true),
+        entra_object_id: Some(e.object_id.clone()),
+        resource: Map::new(),
+    })
+}
 
-    let mut resource = base.cloned().unwrap_or_default();
+/// `base` (a stored resource, or empty for a new user) with the mapped attributes of `d` laid
+/// over it: userName, name.givenName, name.familyName, displayName, externalId, active. Absent
+/// values remove the attribute; everything else (emails or the enterprise extension pushed over
+/// SCIM, other `name` sub-attributes) is kept as it is.
+pub fn overlay(base: &Map<String, Value>, d: &DirectoryUser) -> Map<String, Value> {
+    let mut resource = base.clone();
     resource.insert(
         "userName".to_owned(),
-        Value::String(user_name.as_str().to_owned()),
+        Value::String(d.user_name.as_str().to_owned()),
     );
     let mut name = match resource.remove("name") {
         Some(Value::Object(n)) => n,
         _ => Map::new(),
     };
-    set_or_remove(&mut name, "givenName", given_name);
-    set_or_remove(&mut name, "familyName", family_name);
+    set_or_remove(&mut name, "givenName", d.given_name.as_deref());
+    set_or_remove(&mut name, "familyName", d.family_name.as_deref());
     if !name.is_empty() {
         resource.insert("name".to_owned(), Value::Object(name));
     }
-    set_or_remove(&mut resource, "displayName", display_name);
-    set_or_remove(&mut resource, "externalId", external_id);
-    resource.insert("active".to_owned(), Value::Bool(active));
+    set_or_remove(&mut resource, "displayName", d.display_name.as_deref());
+    set_or_remove(&mut resource, "externalId", d.external_id.as_deref());
+    resource.insert("active".to_owned(), Value::Bool(d.active));
+    resource
+}
 
-    Ok(DirectoryUser {
-        user_name,
-        given_name: given_name.map(str::to_owned),
-        family_name: family_name.map(str::to_owned),
-        display_name: display_name.map(str::to_owned),
-        external_id: external_id.map(str::to_owned),
-        active,
-        entra_object_id: Some(e.object_id.clone()),
-        resource,
-    })
+/// The directory user `e` should be: [`mapped_user`] with its resource [`overlay`]ed on `base`
+/// (the current stored resource when the user already exists).
+pub fn desired_user(
+    e: &EntraUser,
+    mapping: &Mapping,
+    base: Option<&Map<String, Value>>,
+) -> Result<DirectoryUser, SkipReason> {
+    let mut d = mapped_user(e, mapping)?;
+    d.resource = overlay(base.unwrap_or(&Map::new()), &d);
+    Ok(d)
 }
 
 /// Whether `current` already holds what `e` maps to: exactly when

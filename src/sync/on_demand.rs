@@ -181,6 +181,12 @@ pub async fn provision_user(
                 "failed"
             }
             .to_owned();
+            crate::metrics::sync_cycle(
+                &integ.row.name,
+                super::cycle::Trigger::OnDemand.as_str(),
+                &row.outcome,
+                None,
+            );
             row.counts = json!({ "action": report.action, "user": report.user_name });
             row.graph_requests = i64::try_from(report.graph.requests).unwrap_or(i64::MAX);
             row.throttled = i64::try_from(report.graph.throttled).unwrap_or(i64::MAX);
@@ -209,6 +215,7 @@ async fn steps(
     let reader = match reader(env, integ) {
         Ok(r) => r,
         Err(e) => {
+            report.error_code = Some(e.code());
             report.failed("connection", e.to_string());
             return Ok(());
         }
@@ -321,7 +328,11 @@ async fn steps(
     };
     let plan = plan::plan(&snapshot, &current, &policy);
     let (action, name, modified) = if let Some(c) = plan.creates.first() {
-        ("create", c.desired.user_name.to_string(), c.changes.clone())
+        (
+            "create",
+            c.desired.user_name.to_string(),
+            crate::domain::directory::diff_attributes(None, &c.desired),
+        )
     } else if let Some(u) = plan.updates.first() {
         ("update", u.desired.user_name.to_string(), u.changes.clone())
     } else if let Some(d) = plan.deprovisions.first() {
@@ -393,7 +404,18 @@ async fn log_and_apply(
     } else {
         Mode::Commit
     };
-    match apply::apply(&env.store, &ctx, plan, mode, &HashSet::new()).await {
+    let (applied, changes) = crate::metrics::deferring_user_changes(apply::apply(
+        &env.store,
+        &ctx,
+        plan,
+        mode,
+        &HashSet::new(),
+    ))
+    .await;
+    if applied.is_ok() && mode == Mode::Commit {
+        changes.record();
+    }
+    match applied {
         Ok(applied) => {
             report.appointments_cancelled = applied.appointments_cancelled;
             report.emails_queued = applied.emails_queued;

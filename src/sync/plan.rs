@@ -28,7 +28,7 @@ use crate::domain::{
 };
 
 use super::mapping::{
-    Assignment, EntraUser, Mapping, SkipReason, desired_user, in_step, user_name_of,
+    Assignment, EntraUser, Mapping, SkipReason, desired_user, in_step, mapped_user, user_name_of,
 };
 
 /// Every Entra user in scope, read completely.
@@ -112,8 +112,11 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedCreate {
     pub object_id: EntraObjectId,
+    /// The mapped attributes; its `resource` is empty until the executor builds it
+    /// ([`overlay`](super::mapping::overlay) on an empty map).
     pub desired: DirectoryUser,
-    pub changes: Vec<AttributeChange>,
+    /// (The attributes a create sets are `diff_attributes(None, &desired)`; not kept here, since
+    /// an initial cycle of a large tenant would hold them for every user.)
     pub assigned_via: Vec<Assignment>,
 }
 
@@ -481,8 +484,13 @@ pub fn plan(snapshot: &Snapshot, current: &[UserRecord], policy: &Policy) -> Pla
                 continue;
             }
         }
-        let base = s.map(|s| &current[s].attrs.resource);
-        let desired = match desired_user(e, mapping, base) {
+        // A new user's resource is built when it is created (`overlay` on an empty map), so an
+        // initial cycle of a large tenant does not hold every resource at once.
+        let desired = match s {
+            Some(s) => desired_user(e, mapping, Some(&current[s].attrs.resource)),
+            None => mapped_user(e, mapping),
+        };
+        let desired = match desired {
             Ok(d) => d,
             Err(reason) => {
                 out.skips.push(skip_of(j, reason));
@@ -510,7 +518,6 @@ pub fn plan(snapshot: &Snapshot, current: &[UserRecord], policy: &Policy) -> Pla
             }
             None => out.creates.push(PlannedCreate {
                 object_id: e.object_id.clone(),
-                changes: diff_attributes(None, &desired),
                 desired,
                 assigned_via: e.assigned_via.clone(),
             }),

@@ -157,7 +157,10 @@ pub struct IntegrationStatus {
     pub name: String,
     pub account: String,
     pub schedule: String,
+    /// The last scheduled or manual cycle (what the schedule and the quarantine count).
     pub last_cycle: Option<CycleRow>,
+    /// The last single-user on-demand run, if any.
+    pub last_on_demand: Option<CycleRow>,
     pub next_run: Option<NextRun>,
     pub running: bool,
     pub error: Option<String>,
@@ -169,6 +172,8 @@ pub struct Runner {
     key: SecretKey,
     first_run_at: DateTime<Utc>,
     running: Mutex<HashSet<String>>,
+    /// When the provisioning log was last purged of rows past retention.
+    last_purge: Mutex<Option<DateTime<Utc>>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -182,6 +187,7 @@ impl Runner {
             key,
             first_run_at,
             running: Mutex::new(HashSet::new()),
+            last_purge: Mutex::new(None),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         })
@@ -233,7 +239,14 @@ impl Runner {
             name: row.name.clone(),
             account: row.account_name.clone(),
             schedule: String::new(),
-            last_cycle: cycles.iter().find(|c| !c.dry_run).cloned(),
+            last_cycle: cycles
+                .iter()
+                .find(|c| !c.dry_run && c.trigger != "on_demand")
+                .cloned(),
+            last_on_demand: cycles
+                .iter()
+                .find(|c| !c.dry_run && c.trigger == "on_demand")
+                .cloned(),
             next_run: None,
             running: self.is_running(row.id.as_str()),
             error: None,
@@ -269,6 +282,7 @@ impl Runner {
             }
         };
         let now = self.env.clock.now();
+        self.purge_if_due(now).await;
         for row in rows.into_iter().filter(|r| r.kind == "graph") {
             if self.is_running(row.id.as_str()) {
                 continue;
@@ -288,6 +302,36 @@ impl Runner {
                 continue;
             }
             self.spawn_cycle(row);
+        }
+    }
+
+    /// Deletes provisioning-log rows and cycle summaries past retention, at most hourly (cycles
+    /// purge too; this also covers deployments that only receive SCIM pushes).
+    async fn purge_if_due(&self, now: DateTime<Utc>) {
+        {
+            let mut last = self
+                .last_purge
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|t| now - t < TimeDelta::hours(1)) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let cutoff = now - TimeDelta::days(i64::from(self.env.settings.log_retention_days));
+        let result = async {
+            let mut tx = self.env.store.begin().await?;
+            let purged = tx.purge_before(cutoff).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(purged)
+        }
+        .await;
+        match result {
+            Ok((logs, cycles)) if logs + cycles > 0 => {
+                tracing::info!(logs, cycles, "provisioning log rows past retention deleted");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purging the provisioning log failed"),
         }
     }
 

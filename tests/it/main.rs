@@ -1,11 +1,16 @@
 //! The integration tests: one binary, real SQLite files and real PostgreSQL schemas, a real
 //! HTTP server on loopback.
 
+mod proc_support;
 mod support;
 
 mod cli;
+mod cli_sync;
 mod deprovision;
 mod entra_tutorial;
+mod metrics;
+mod outbox_delivery;
+mod replicas;
 mod scim_groups;
 mod scim_protocol;
 mod scim_users;

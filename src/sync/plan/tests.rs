@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::*;
+use crate::domain::directory::diff_attributes;
 use crate::domain::{AccountId, Source};
 use crate::sync::mapping::UserNameSource;
 
@@ -149,8 +150,7 @@ fn new_users_are_created_and_the_next_cycle_is_a_noop() {
     assert_eq!(p.creates[0].desired.entra_object_id, Some(oid(1)));
     assert_eq!(p.creates[0].assigned_via, vec![Assignment::Direct]);
     assert!(
-        p.creates[0]
-            .changes
+        diff_attributes(None, &p.creates[0].desired)
             .iter()
             .any(|c| c.attribute == "userName")
     );

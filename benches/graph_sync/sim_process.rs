@@ -1,0 +1,196 @@
+//! The Graph simulator in a child process — this same bench binary started as
+//! `graph_sync --simulator-child N` — so that the memory figures are the sync's own and not the
+//! simulated tenant's (a 100k-user tenant and its rendered pages weigh ~100 MB). The parent
+//! drives it over the child's stdin/stdout, one command line in and one JSON answer line out:
+//! `stats`, `reset`, `rename <every> <prefix>` (a new givenName for every Nth user) and `quit`.
+
+use std::collections::BTreeMap;
+use std::process::{ExitCode, Stdio};
+
+use anyhow::{Context, Result, anyhow, bail};
+use essentry_sync::entra::simulator::{Simulator, large_tenant};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+/// What the simulator saw since the last `reset`.
+#[derive(Debug, Clone, Default)]
+pub struct SimStats {
+    pub graph_requests: u64,
+    pub token_requests: u64,
+    pub throttled: u64,
+    pub by_route: BTreeMap<String, u64>,
+}
+
+/// The parent's handle on the simulator process.
+pub struct SimProcess {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+    graph_url: String,
+    authority_url: String,
+}
+
+impl SimProcess {
+    /// Starts the child with a tenant of `users` (built there, as `large_tenant(users)`).
+    pub async fn start(users: usize) -> Result<Self> {
+        let exe = std::env::current_exe().context("locating the bench binary")?;
+        let mut child = tokio::process::Command::new(exe)
+            .args(["--simulator-child", &users.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the simulator process")?;
+        let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut stdout = BufReader::new(stdout).lines();
+        let hello: Value = serde_json::from_str(
+            &stdout
+                .next_line()
+                .await?
+                .ok_or_else(|| anyhow!("the simulator process exited"))?,
+        )?;
+        let url = |k: &str| {
+            hello[k]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("simulator handshake lacks {k}: {hello}"))
+        };
+        Ok(Self {
+            graph_url: url("graph_url")?,
+            authority_url: url("authority_url")?,
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    pub fn graph_url(&self) -> String {
+        self.graph_url.clone()
+    }
+
+    pub fn authority_url(&self) -> String {
+        self.authority_url.clone()
+    }
+
+    async fn ask(&mut self, command: &str) -> Result<Value> {
+        self.stdin.write_all(command.as_bytes()).await?;
+        self.stdin.write_all(b"\n").await?;
+        self.stdin.flush().await?;
+        let line = self
+            .stdout
+            .next_line()
+            .await?
+            .ok_or_else(|| anyhow!("the simulator process exited during {command:?}"))?;
+        let answer: Value = serde_json::from_str(&line)?;
+        if let Some(e) = answer.get("error") {
+            bail!("simulator: {e}");
+        }
+        Ok(answer)
+    }
+
+    pub async fn stats(&mut self) -> Result<SimStats> {
+        let v = self.ask("stats").await?;
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        Ok(SimStats {
+            graph_requests: n("graph_requests"),
+            token_requests: n("token_requests"),
+            throttled: n("throttled"),
+            by_route: v["by_route"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    pub async fn reset_stats(&mut self) -> Result<()> {
+        self.ask("reset").await.map(|_| ())
+    }
+
+    /// Gives every `every`-th user the givenName `<prefix><n>`; returns how many changed.
+    pub async fn rename_every(&mut self, every: usize, prefix: &str) -> Result<usize> {
+        let v = self.ask(&format!("rename {every} {prefix}")).await?;
+        v["renamed"]
+            .as_u64()
+            .map(|n| n as usize)
+            .ok_or_else(|| anyhow!("bad rename answer {v}"))
+    }
+
+    pub async fn shutdown(mut self) {
+        let _ = self.ask("quit").await;
+        let _ = self.child.wait().await;
+    }
+}
+
+/// The child's side: serve the tenant and answer commands until `quit` or end of input.
+pub async fn child_main(users: usize) -> ExitCode {
+    match serve(users).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("simulator process: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(users: usize) -> Result<()> {
+    let sim = Simulator::start(large_tenant(users)).await?;
+    let mut out = tokio::io::stdout();
+    let say = |v: Value| format!("{v}\n");
+    out.write_all(
+        say(json!({"graph_url": sim.graph_url(), "authority_url": sim.authority_url()})).as_bytes(),
+    )
+    .await?;
+    out.flush().await?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        let mut words = line.split_whitespace();
+        let answer = match words.next() {
+            Some("stats") => {
+                let s = sim.stats();
+                json!({
+                    "graph_requests": s.graph_requests,
+                    "token_requests": s.token_requests,
+                    "throttled": s.throttled,
+                    "by_route": s.by_route,
+                })
+            }
+            Some("reset") => {
+                sim.reset_stats();
+                json!({"ok": true})
+            }
+            Some("rename") => {
+                let every: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(100);
+                let prefix = words.next().unwrap_or("Renamed").to_owned();
+                let ids: Vec<String> = sim.with_tenant(|t| {
+                    t.users()
+                        .step_by(every.max(1))
+                        .map(|u| u.id.clone())
+                        .collect()
+                });
+                sim.with_tenant(|t| {
+                    for (i, id) in ids.iter().enumerate() {
+                        t.update_user(id, |u| u.given_name = Some(format!("{prefix}{i:06}")));
+                    }
+                });
+                json!({"renamed": ids.len()})
+            }
+            Some("quit") => {
+                out.write_all(say(json!({"ok": true})).as_bytes()).await?;
+                out.flush().await?;
+                break;
+            }
+            other => json!({"error": format!("unknown command {other:?}")}),
+        };
+        out.write_all(say(answer).as_bytes()).await?;
+        out.flush().await?;
+    }
+    sim.shutdown().await;
+    Ok(())
+}
