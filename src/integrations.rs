@@ -234,17 +234,7 @@ pub async fn create_graph(
         })?,
         created_at: now,
     };
-    let mut tx = store.begin().await?;
-    match tx.insert_integration(&row).await {
-        Err(StoreError::Conflict(_)) => {
-            return Err(IntegrationError::Exists {
-                account: account_name.to_owned(),
-                name: name.to_owned(),
-            });
-        }
-        other => other?,
-    }
-    tx.commit().await?;
+    insert(store, &row).await?;
     Ok(IntegrationView {
         name: row.name,
         account: row.account_name,
@@ -273,6 +263,22 @@ fn validate_name(name: &str) -> Result<&str, IntegrationError> {
         return Err(IntegrationError::BadName);
     }
     Ok(name)
+}
+
+/// Stores a new integration; its name must be new in the account.
+async fn insert(store: &Store, row: &IntegrationRow) -> Result<(), IntegrationError> {
+    let mut tx = store.begin().await?;
+    match tx.insert_integration(row).await {
+        Err(StoreError::Conflict(_)) => {
+            return Err(IntegrationError::Exists {
+                account: row.account_name.clone(),
+                name: row.name.clone(),
+            });
+        }
+        other => other?,
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Creates a SCIM integration for `account` and returns it with its token, which is shown once
@@ -305,17 +311,7 @@ pub async fn create_scim(
         settings: json!({}),
         created_at: now,
     };
-    let mut tx = store.begin().await?;
-    match tx.insert_integration(&row).await {
-        Err(StoreError::Conflict(_)) => {
-            return Err(IntegrationError::Exists {
-                account: account_name.to_owned(),
-                name: name.to_owned(),
-            });
-        }
-        other => other?,
-    }
-    tx.commit().await?;
+    insert(store, &row).await?;
     let view = IntegrationView {
         name: row.name,
         account: row.account_name,

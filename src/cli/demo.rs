@@ -3,7 +3,8 @@
 //! against it in a fresh demo database (`data/demo/`, separate from the real one), books some
 //! appointments, runs a cycle, changes the tenant (a rename, an unassigned host, a new group
 //! member), provisions the renamed user on demand, runs another cycle, and prints the users, the
-//! provisioning log, the cancelled appointments and the queued cancellation emails.
+//! provisioning log, the cancelled appointments and the cancellation emails, delivered as `.eml`
+//! files under `data/demo/mail/` (the outbox worker with the file transport).
 
 use std::path::PathBuf;
 
@@ -12,7 +13,7 @@ use chrono::TimeDelta;
 use clap::Args;
 
 use super::sync::{print_cycle, print_on_demand, sync_env};
-use super::{Env, book_appointment, parse_guest};
+use super::{Env, book_appointment, format_modified, parse_guest};
 use crate::config::Settings;
 use crate::domain::UserName;
 use crate::entra::simulator::{
@@ -49,6 +50,9 @@ pub(super) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
     settings.secrets.key = None;
     settings.secrets.key_file = args.dir.join("secret.key");
     settings.directory.default_account = ACCOUNT.to_owned();
+    settings.mail.transport = crate::config::MailTransportKind::File;
+    settings.mail.file_dir = args.dir.join("mail");
+    let mail = settings.mail.clone();
     let env = Env::open(settings).await?;
     let now = env.clock.now();
     let account = env.store.ensure_account(ACCOUNT, now).await?;
@@ -213,29 +217,13 @@ pub(super) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
         )
         .await?;
     for r in &log {
-        let modified: Vec<String> = r
-            .modified
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|c| {
-                        format!(
-                            "{}: {} -> {}",
-                            c["attribute"].as_str().unwrap_or("?"),
-                            c["old"],
-                            c["new"]
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         println!(
             "{} {:<13} {:<8} {:<34} {}{}",
             r.at.format("%H:%M:%S"),
             r.action,
             r.status,
             r.user_name.as_deref().unwrap_or("-"),
-            modified.join("; "),
+            format_modified(&r.modified),
             r.error_message
                 .as_deref()
                 .map(|m| format!(" ({m})"))
@@ -254,13 +242,23 @@ pub(super) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
         );
     }
 
-    heading("10. Cancellation emails queued in the outbox");
+    heading("10. Cancellation emails, delivered by the outbox worker (file transport)");
+    let worker = crate::notify::worker::DeliveryWorker::from_settings(
+        env.store.clone(),
+        env.clock.clone(),
+        &mail,
+    )?;
+    worker.run_until_idle().await?;
     for m in env.store.list_outbox(&account).await? {
         println!(
             "to {:<34} {:?} [{}]",
             m.recipient_email, m.subject, m.status
         );
     }
+    println!(
+        "each email is a readable .eml file in {}",
+        mail.file_dir.display()
+    );
     println!(
         "\nDemo data is in {} (inspect it with --config pointing there, or delete it).",
         args.dir.display()

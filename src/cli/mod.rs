@@ -259,6 +259,26 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A provisioning-log row's modified attributes as `attr: old -> new; ...`.
+pub(crate) fn format_modified(modified: &serde_json::Value) -> String {
+    modified
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| {
+                    format!(
+                        "{}: {} -> {}",
+                        c["attribute"].as_str().unwrap_or("?"),
+                        c["old"],
+                        c["new"]
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default()
+}
+
 pub(crate) fn print_json(value: &impl Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
@@ -313,23 +333,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
                 println!("no provisioning events");
             }
             for r in rows {
-                let changes = r
-                    .modified
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|c| {
-                                format!(
-                                    "{}: {} -> {}",
-                                    c["attribute"].as_str().unwrap_or("?"),
-                                    c["old"],
-                                    c["new"]
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    })
-                    .unwrap_or_default();
+                let changes = format_modified(&r.modified);
                 println!(
                     "{}  {:<7} {:<13} {:<8} {:<30} {}{}",
                     r.at.format("%Y-%m-%d %H:%M:%S"),

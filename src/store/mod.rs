@@ -126,6 +126,35 @@ pub fn skip_key(action: &str, object_id: &str, code: &str) -> String {
     format!("{action}:{}:{code}", object_id.to_ascii_lowercase())
 }
 
+impl CycleRow {
+    /// The row of a cycle that starts now.
+    pub fn running(
+        id: &str,
+        integration_id: &IntegrationId,
+        integration: &str,
+        trigger: &str,
+        dry_run: bool,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: id.to_owned(),
+            integration_id: integration_id.to_string(),
+            integration: Some(integration.to_owned()),
+            trigger: trigger.to_owned(),
+            dry_run,
+            outcome: "running".to_owned(),
+            counts: serde_json::json!({}),
+            graph_requests: 0,
+            throttled: 0,
+            error_code: None,
+            error_message: None,
+            started_at: now,
+            finished_at: None,
+            duration_ms: None,
+        }
+    }
+}
+
 /// An admin API token: only its SHA-256 is stored.
 #[derive(Debug, Clone)]
 pub struct AdminTokenRow {

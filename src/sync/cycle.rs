@@ -380,22 +380,14 @@ async fn recorded_cycle(
     now: DateTime<Utc>,
 ) -> Result<CycleReport, StoreError> {
     {
-        let mut row = CycleRow {
-            id: cycle_id.clone(),
-            integration_id: integ.row.id.to_string(),
-            integration: Some(integ.row.name.clone()),
-            trigger: opts.trigger.as_str().to_owned(),
-            dry_run: opts.dry_run,
-            outcome: "running".to_owned(),
-            counts: json!({}),
-            graph_requests: 0,
-            throttled: 0,
-            error_code: None,
-            error_message: None,
-            started_at: now,
-            finished_at: None,
-            duration_ms: None,
-        };
+        let mut row = CycleRow::running(
+            &cycle_id,
+            &integ.row.id,
+            &integ.row.name,
+            opts.trigger.as_str(),
+            opts.dry_run,
+            now,
+        );
         if !opts.dry_run {
             let mut tx = env.store.begin().await?;
             tx.start_cycle(&integ.row.account_id, &row).await?;

@@ -145,22 +145,14 @@ pub async fn provision_user(
             duration_ms: 0,
             started_at: now,
         };
-        let mut row = CycleRow {
-            id: cycle_id,
-            integration_id: integ.row.id.to_string(),
-            integration: Some(integ.row.name.clone()),
-            trigger: "on_demand".to_owned(),
+        let mut row = CycleRow::running(
+            &cycle_id,
+            &integ.row.id,
+            &integ.row.name,
+            "on_demand",
             dry_run,
-            outcome: "running".to_owned(),
-            counts: json!({}),
-            graph_requests: 0,
-            throttled: 0,
-            error_code: None,
-            error_message: None,
-            started_at: now,
-            finished_at: None,
-            duration_ms: None,
-        };
+            now,
+        );
         if !dry_run {
             let mut tx = env.store.begin().await?;
             tx.start_cycle(&integ.row.account_id, &row).await?;
