@@ -113,6 +113,9 @@ impl ReadError {
             Self::Retry { source, .. } if source.is_budget_exhausted() => {
                 "retry_budget_exhausted".to_owned()
             }
+            Self::Retry { source, .. } if matches!(**source, RetryError::Fatal(_)) => {
+                "bad_response".to_owned()
+            }
             Self::Retry { .. } => "retries_exhausted".to_owned(),
             Self::BadUrl(_) => "bad_url".to_owned(),
             Self::NotFound(_) => "not_found".to_owned(),
