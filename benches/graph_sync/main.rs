@@ -48,6 +48,8 @@
 //! reported). Exit code: 1 when a check fails, 2 when a backend could not be benchmarked.
 //! Set `RUST_LOG` (default `warn`) to see the sync's own logs on stderr.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod cycles;
 mod report;
 mod setup;
@@ -67,20 +69,7 @@ use crate::report::{checks, table};
 
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Sqlite => "SQLite",
-            Self::Postgres => "PostgreSQL",
-        }
-    }
-}
+pub use common::Backend;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -198,12 +187,7 @@ async fn main() -> ExitCode {
         let users = argv.next().and_then(|n| n.parse().ok()).unwrap_or(100_000);
         return sim_process::child_main(users).await;
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    common::init_tracing();
 
     let opts = match parse_args() {
         Ok(o) => o,

@@ -27,6 +27,8 @@
 //! one worker (on every backend). Exit code 1 when a check fails, 2 when a backend could not be
 //! run. `RUST_LOG` (default `warn`) shows the worker's own logs on stderr.
 
+#[path = "../common/mod.rs"]
+mod common;
 #[path = "../../tests/it/outbox_delivery/sink.rs"]
 mod sink;
 
@@ -56,20 +58,7 @@ const FLOOR_PER_SEC: f64 = 200.0;
 const USAGE: &str = "usage: cargo bench --bench outbox -- [--backend sqlite|postgres|both] \
                      [--messages 3000] [--appointments 1000] [--guests 5]";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Sqlite => "SQLite",
-            Self::Postgres => "PostgreSQL",
-        }
-    }
-}
+pub use common::Backend;
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -376,12 +365,7 @@ async fn deprovisioning(backend: Backend, opts: &Options) -> Result<Row> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    common::init_tracing();
     let opts = match parse_args() {
         Ok(o) => o,
         Err(e) => {

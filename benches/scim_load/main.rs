@@ -40,6 +40,8 @@
 //!
 //! This file holds the command line and the orchestration of one backend, end to end.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod load;
 mod report;
 mod requests;
@@ -66,20 +68,7 @@ const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 // ---------------------------------------------------------------------------------------------
 // Command line
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Sqlite => "SQLite",
-            Self::Postgres => "PostgreSQL",
-        }
-    }
-}
+pub use common::Backend;
 
 #[derive(Debug, Clone)]
 pub struct Options {

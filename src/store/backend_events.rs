@@ -171,24 +171,27 @@ pub async fn list_outbox(c: &mut Conn, account: &AccountId) -> Result<Vec<Outbox
     .await
     .map_err(db_err)?;
     rows.iter()
-        .map(|r| {
-            Ok(OutboxRow {
-                id: r.try_get("id").map_err(db_err)?,
-                kind: r.try_get("kind").map_err(db_err)?,
-                idempotency_key: r.try_get("idempotency_key").map_err(db_err)?,
-                recipient_email: r.try_get("recipient_email").map_err(db_err)?,
-                recipient_name: r.try_get("recipient_name").map_err(db_err)?,
-                subject: r.try_get("subject").map_err(db_err)?,
-                body_text: r.try_get("body_text").map_err(db_err)?,
-                appointment_id: r.try_get("appointment_id").map_err(db_err)?,
-                status: r.try_get("status").map_err(db_err)?,
-                attempts: r.try_get("attempts").map_err(db_err)?,
-                created_at: r.try_get("created_at").map_err(db_err)?,
-                sent_at: r.try_get("sent_at").map_err(db_err)?,
-                last_error: r.try_get("last_error").map_err(db_err)?,
-            })
-        })
+        .map(|r| outbox_row(r, r.try_get("status").map_err(db_err)?))
         .collect()
+}
+
+/// An outbox row's columns, with the status the caller shows.
+fn outbox_row(r: &DbRow, status: String) -> Result<OutboxRow, StoreError> {
+    Ok(OutboxRow {
+        id: r.try_get("id").map_err(db_err)?,
+        kind: r.try_get("kind").map_err(db_err)?,
+        idempotency_key: r.try_get("idempotency_key").map_err(db_err)?,
+        recipient_email: r.try_get("recipient_email").map_err(db_err)?,
+        recipient_name: r.try_get("recipient_name").map_err(db_err)?,
+        subject: r.try_get("subject").map_err(db_err)?,
+        body_text: r.try_get("body_text").map_err(db_err)?,
+        appointment_id: r.try_get("appointment_id").map_err(db_err)?,
+        status,
+        attempts: r.try_get("attempts").map_err(db_err)?,
+        created_at: r.try_get("created_at").map_err(db_err)?,
+        sent_at: r.try_get("sent_at").map_err(db_err)?,
+        last_error: r.try_get("last_error").map_err(db_err)?,
+    })
 }
 
 pub async fn write_log(c: &mut Conn, e: &LogEntry) -> Result<(), StoreError> {

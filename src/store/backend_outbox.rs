@@ -236,21 +236,7 @@ pub async fn list_outbox_entries(
                 in_flight: claim.is_some() && status == "pending" && next_attempt_at > now,
                 next_attempt_at,
                 message_id: r.try_get("message_id").map_err(db_err)?,
-                row: OutboxRow {
-                    id: r.try_get("id").map_err(db_err)?,
-                    kind: r.try_get("kind").map_err(db_err)?,
-                    idempotency_key: r.try_get("idempotency_key").map_err(db_err)?,
-                    recipient_email: r.try_get("recipient_email").map_err(db_err)?,
-                    recipient_name: r.try_get("recipient_name").map_err(db_err)?,
-                    subject: r.try_get("subject").map_err(db_err)?,
-                    body_text: r.try_get("body_text").map_err(db_err)?,
-                    appointment_id: r.try_get("appointment_id").map_err(db_err)?,
-                    status,
-                    attempts: r.try_get("attempts").map_err(db_err)?,
-                    created_at: r.try_get("created_at").map_err(db_err)?,
-                    sent_at: r.try_get("sent_at").map_err(db_err)?,
-                    last_error: r.try_get("last_error").map_err(db_err)?,
-                },
+                row: outbox_row(r, status)?,
             })
         })
         .collect()

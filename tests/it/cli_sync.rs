@@ -15,7 +15,7 @@ use essentry_sync::entra::simulator::{
 };
 use serde_json::{Value, json};
 
-use crate::proc_support::{command, free_port, poll};
+use crate::proc_support::{command, create_graph_args, free_port, poll};
 
 /// The environment variable `--client-secret-env` names (set in the child's environment only).
 const SECRET_VAR: &str = "ESSY_CLI_SYNC_TEST_SECRET";
@@ -72,27 +72,8 @@ impl Operator {
 
     /// `integration create-graph` for the simulator, the secret in `SECRET_VAR`.
     async fn create_graph(&mut self, sim: &Simulator) -> Value {
-        let graph_url = sim.graph_url();
-        let authority_url = sim.authority_url();
-        let args = [
-            "integration",
-            "create-graph",
-            "--name",
-            INTEGRATION,
-            "--tenant-id",
-            SAMPLE_TENANT_ID,
-            "--client-id",
-            SAMPLE_CLIENT_ID,
-            "--client-secret-env",
-            SECRET_VAR,
-            "--service-principal-id",
-            SAMPLE_SERVICE_PRINCIPAL_ID,
-            "--graph-url",
-            &graph_url,
-            "--authority-url",
-            &authority_url,
-            "--json",
-        ];
+        let args = create_graph_args(sim, INTEGRATION, SECRET_VAR);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self
             .run_with(&args, &[(SECRET_VAR, SAMPLE_CLIENT_SECRET)])
             .await;

@@ -63,3 +63,37 @@ pub fn signal(child: &tokio::process::Child, signal: &str) {
         .expect("run kill");
     assert!(status.success(), "kill -{signal} {pid} failed");
 }
+
+/// The arguments of `integration create-graph --json` for the Graph simulator `sim`, with the
+/// client secret read from the environment variable `secret_var`.
+pub fn create_graph_args(
+    sim: &essentry_sync::entra::simulator::Simulator,
+    name: &str,
+    secret_var: &str,
+) -> Vec<String> {
+    use essentry_sync::entra::simulator::{
+        SAMPLE_CLIENT_ID, SAMPLE_SERVICE_PRINCIPAL_ID, SAMPLE_TENANT_ID,
+    };
+    [
+        "integration",
+        "create-graph",
+        "--name",
+        name,
+        "--tenant-id",
+        SAMPLE_TENANT_ID,
+        "--client-id",
+        SAMPLE_CLIENT_ID,
+        "--client-secret-env",
+        secret_var,
+        "--service-principal-id",
+        SAMPLE_SERVICE_PRINCIPAL_ID,
+        "--graph-url",
+        &sim.graph_url(),
+        "--authority-url",
+        &sim.authority_url(),
+        "--json",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect()
+}

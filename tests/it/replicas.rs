@@ -8,14 +8,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine;
-use essentry_sync::entra::simulator::{
-    SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET, SAMPLE_SERVICE_PRINCIPAL_ID, SAMPLE_TENANT_ID,
-    Simulator, sample_tenant,
-};
+use essentry_sync::entra::simulator::{SAMPLE_CLIENT_SECRET, Simulator, sample_tenant};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::proc_support::{command, free_port, poll, signal};
+use crate::proc_support::{command, create_graph_args, free_port, poll, signal};
 use crate::support::postgres_url;
 
 const SECRET_VAR: &str = "ESSY_REPLICAS_TEST_SECRET";
@@ -122,30 +119,9 @@ async fn replicas_run_a_cycle_once_and_take_over_from_a_killed_leader() {
     let db = Database::create().await;
     let dir = tempfile::tempdir().unwrap();
     let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-    let (graph, authority) = (sim.graph_url(), sim.authority_url());
-    ok_json(
-        replica_command(dir.path(), &db.url, &key),
-        &[
-            "integration",
-            "create-graph",
-            "--name",
-            INTEGRATION,
-            "--tenant-id",
-            SAMPLE_TENANT_ID,
-            "--client-id",
-            SAMPLE_CLIENT_ID,
-            "--client-secret-env",
-            SECRET_VAR,
-            "--service-principal-id",
-            SAMPLE_SERVICE_PRINCIPAL_ID,
-            "--graph-url",
-            &graph,
-            "--authority-url",
-            &authority,
-            "--json",
-        ],
-    )
-    .await;
+    let args = create_graph_args(&sim, INTEGRATION, SECRET_VAR);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok_json(replica_command(dir.path(), &db.url, &key), &args).await;
     let token = ok_json(
         replica_command(dir.path(), &db.url, &key),
         &["admin-token", "create", "--name", "ops", "--json"],
