@@ -7,7 +7,7 @@ use essentry_sync::store::LogQuery;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{BACKENDS, Backend, TestApp};
+use crate::support::{Backend, TestApp};
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -182,9 +182,8 @@ impl ClockNow for TestApp {
     }
 }
 
-#[tokio::test]
-async fn patch_active_false_deletes_and_cancels() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn patch_active_false_deletes_and_cancels(backend) {
         let w = world(backend).await;
         // Entra before aadOptscim062020 sends the boolean as a string.
         let r = w
@@ -201,9 +200,8 @@ async fn patch_active_false_deletes_and_cancels() {
     }
 }
 
-#[tokio::test]
-async fn delete_deletes_and_cancels() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn delete_deletes_and_cancels(backend) {
         let w = world(backend).await;
         let r = w.app.delete(&format!("/Users/{}", w.host_id)).await;
         assert_eq!(r.status, StatusCode::NO_CONTENT, "{backend:?}: {}", r.body);
@@ -214,9 +212,8 @@ async fn delete_deletes_and_cancels() {
     }
 }
 
-#[tokio::test]
-async fn put_active_false_deletes_and_cancels() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn put_active_false_deletes_and_cancels(backend) {
         let w = world(backend).await;
         let r = w
             .app
@@ -232,9 +229,8 @@ async fn put_active_false_deletes_and_cancels() {
     }
 }
 
-#[tokio::test]
-async fn pathless_replace_with_active_false_deprovisions() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn pathless_replace_with_active_false_deprovisions(backend) {
         let w = world(backend).await;
         let r = w
             .app
@@ -249,9 +245,8 @@ async fn pathless_replace_with_active_false_deprovisions() {
     }
 }
 
-#[tokio::test]
-async fn a_failing_transaction_changes_nothing() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn a_failing_transaction_changes_nothing(backend) {
         let w = world(backend).await;
         let trigger: &'static str = match backend {
             Backend::Sqlite => {
@@ -329,9 +324,8 @@ async fn a_failing_transaction_changes_nothing() {
     }
 }
 
-#[tokio::test]
-async fn recreating_a_user_gives_a_fresh_account_without_history() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn recreating_a_user_gives_a_fresh_account_without_history(backend) {
         let w = world(backend).await;
         assert_eq!(
             w.app.delete(&format!("/Users/{}", w.host_id)).await.status,
@@ -382,9 +376,8 @@ async fn recreating_a_user_gives_a_fresh_account_without_history() {
     }
 }
 
-#[tokio::test]
-async fn creating_an_inactive_user_is_refused_and_changes_nothing() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn creating_an_inactive_user_is_refused_and_changes_nothing(backend) {
         let app = TestApp::spawn(backend).await;
         let r = app
             .post(

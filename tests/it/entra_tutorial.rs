@@ -17,7 +17,7 @@ use essentry_sync::store::{LogQuery, LogRow};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::support::{BACKENDS, Backend, Reply, TestApp};
+use crate::support::{Backend, Reply, TestApp};
 
 const FIXTURE: &str = include_str!("../fixtures/entra_scim_tutorial.json");
 const DEFAULT_SCENARIO: &str = "tutorial (default, pre-aadOptscim062020)";
@@ -484,16 +484,14 @@ async fn run(backend: Backend, name: &str) {
     app.finish().await;
 }
 
-#[tokio::test]
-async fn tutorial_default_behaviour() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn tutorial_default_behaviour(backend) {
         run(backend, DEFAULT_SCENARIO).await;
     }
 }
 
-#[tokio::test]
-async fn tutorial_with_aad_opt_scim_062020() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn tutorial_with_aad_opt_scim_062020(backend) {
         run(backend, FLAG_SCENARIO).await;
     }
 }

@@ -2,6 +2,7 @@
 //! HTTP server on loopback.
 
 mod proc_support;
+#[macro_use]
 mod support;
 
 mod cli;

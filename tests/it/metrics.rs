@@ -26,7 +26,7 @@ use essentry_sync::sync::on_demand::provision_user;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{BACKENDS, Backend, TestApp};
+use crate::support::{Backend, TestApp};
 
 const ADELE: &str = "adele.vance@contoso.com";
 
@@ -166,9 +166,8 @@ async fn cycle(env: &SyncEnv, integ: &GraphIntegration, dry_run: bool) -> Outcom
     .outcome
 }
 
-#[tokio::test]
-async fn metrics_count_scim_requests_sync_cycles_and_the_outbox() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn metrics_count_scim_requests_sync_cycles_and_the_outbox(backend) {
         let app = TestApp::spawn(backend).await;
         let before = scrape(&app).await;
         let changed = |text: &str, source: &str, action: &str| {
@@ -380,9 +379,8 @@ async fn metrics_count_scim_requests_sync_cycles_and_the_outbox() {
     }
 }
 
-#[tokio::test]
-async fn readyz_needs_every_migration_applied() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn readyz_needs_every_migration_applied(backend) {
         let app = TestApp::spawn(backend).await;
         let readyz = || async {
             let r = app

@@ -26,7 +26,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use self::sink::SmtpSink;
-use crate::support::{BACKENDS, Backend, TestApp, TestStore, postgres_url, t0};
+use crate::support::{Backend, TestApp, TestStore, postgres_url, t0};
 
 const BIN: &str = env!("CARGO_BIN_EXE_essentry-sync");
 const DOMAIN: &str = "test.essentry";
@@ -153,9 +153,8 @@ async fn deprovisioned(backend: Backend) -> TestApp {
     app
 }
 
-#[tokio::test]
-async fn emails_arrive_with_recipients_subject_both_parts_and_message_id() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn emails_arrive_with_recipients_subject_both_parts_and_message_id(backend) {
         let app = deprovisioned(backend).await;
         assert!(
             app.store()
@@ -261,9 +260,8 @@ async fn emails_arrive_with_recipients_subject_both_parts_and_message_id() {
     }
 }
 
-#[tokio::test]
-async fn smtp_down_retries_with_backoff_then_delivers_each_message_once() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn smtp_down_retries_with_backoff_then_delivers_each_message_once(backend) {
         let ts = TestStore::new(backend).await;
         let clock = Arc::new(ManualClock::new(t0()));
         let account = ts.store.ensure_account("default", t0()).await.unwrap();
@@ -336,9 +334,8 @@ async fn smtp_down_retries_with_backoff_then_delivers_each_message_once() {
     }
 }
 
-#[tokio::test]
-async fn tls_when_configured_is_required_and_nothing_goes_out_in_plain_text() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn tls_when_configured_is_required_and_nothing_goes_out_in_plain_text(backend) {
         let ts = TestStore::new(backend).await;
         let clock = Arc::new(ManualClock::new(t0()));
         let account = ts.store.ensure_account("default", t0()).await.unwrap();
@@ -401,9 +398,8 @@ fn cli_json(ts: &TestStore, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-#[tokio::test]
-async fn a_message_that_keeps_failing_goes_dead_and_outbox_retry_revives_it() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn a_message_that_keeps_failing_goes_dead_and_outbox_retry_revives_it(backend) {
         let ts = TestStore::new(backend).await;
         let clock = Arc::new(ManualClock::new(t0()));
         let account = ts.store.ensure_account("default", t0()).await.unwrap();
@@ -500,9 +496,8 @@ async fn a_message_that_keeps_failing_goes_dead_and_outbox_retry_revives_it() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_workers_on_one_store_deliver_every_message_exactly_once() {
-    for backend in BACKENDS {
+backend_test! {
+    multi_thread async fn two_workers_on_one_store_deliver_every_message_exactly_once(backend) {
         let ts = TestStore::new(backend).await;
         let clock = Arc::new(ManualClock::new(t0()));
         let account = ts.store.ensure_account("default", t0()).await.unwrap();
@@ -542,9 +537,8 @@ async fn two_workers_on_one_store_deliver_every_message_exactly_once() {
     }
 }
 
-#[tokio::test]
-async fn the_file_transport_writes_one_readable_eml_per_message() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn the_file_transport_writes_one_readable_eml_per_message(backend) {
         let app = deprovisioned(backend).await;
         let dir = tempfile::tempdir().unwrap();
         let settings = MailSettings {
@@ -596,9 +590,8 @@ async fn the_file_transport_writes_one_readable_eml_per_message() {
     }
 }
 
-#[tokio::test]
-async fn a_stopped_worker_finishes_its_message_and_hands_the_rest_back() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn a_stopped_worker_finishes_its_message_and_hands_the_rest_back(backend) {
         let ts = TestStore::new(backend).await;
         let clock = Arc::new(ManualClock::new(t0()));
         let account = ts.store.ensure_account("default", t0()).await.unwrap();
@@ -687,9 +680,8 @@ async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitSta
     }
 }
 
-#[tokio::test]
-async fn serve_killed_mid_delivery_delivers_every_email_after_a_restart() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn serve_killed_mid_delivery_delivers_every_email_after_a_restart(backend) {
         let ts = TestStore::new(backend).await;
         let account = ts
             .store

@@ -111,8 +111,13 @@ async fn healthy(port: u16) {
     .await;
 }
 
+inventory::submit! { crate::support::PgVariant }
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_run_a_cycle_once_and_take_over_from_a_killed_leader() {
+    if !crate::support::postgres_or_skip().await {
+        return;
+    }
     let sim = Simulator::start(sample_tenant()).await.unwrap();
     // Slow Graph answers keep a cycle running for a few seconds.
     sim.with_faults(|f| f.delay_ms = 300);

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Map, Value, json};
 
 use crate::scim_protocol::{GROUP, assert_error, list_ok, patch_op, pct};
-use crate::support::{BACKENDS, SCIM_JSON, TestApp};
+use crate::support::{SCIM_JSON, TestApp};
 
 /// The group's member ids, from a GET (`None` when the group is gone).
 async fn members(app: &TestApp, group: &str) -> BTreeSet<String> {
@@ -45,9 +45,8 @@ async fn find_groups(app: &TestApp, filter: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn group_lifecycle() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn group_lifecycle(backend) {
         let app = TestApp::spawn(backend).await;
         let u1 = app.create_user("g1@contoso.com", "G", "One").await;
         let u2 = app.create_user("g2@contoso.com", "G", "Two").await;
@@ -394,9 +393,8 @@ async fn bulk_users(app: &TestApp, n: usize) -> Vec<String> {
     ids
 }
 
-#[tokio::test]
-async fn patch_adds_two_thousand_members_at_once() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn patch_adds_two_thousand_members_at_once(backend) {
         let app = TestApp::spawn(backend).await;
         let ids = bulk_users(&app, 2000).await;
         let r = app
@@ -456,9 +454,8 @@ async fn patch_adds_two_thousand_members_at_once() {
     }
 }
 
-#[tokio::test]
-async fn concurrent_member_changes_to_one_group() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn concurrent_member_changes_to_one_group(backend) {
         let app = TestApp::spawn(backend).await;
         let ids = bulk_users(&app, 10).await;
         let r = app
@@ -498,9 +495,8 @@ async fn concurrent_member_changes_to_one_group() {
     }
 }
 
-#[tokio::test]
-async fn group_patch_details() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn group_patch_details(backend) {
         let app = TestApp::spawn(backend).await;
         let u1 = app.create_user("d1@contoso.com", "D", "One").await;
         let u2 = app.create_user("d2@contoso.com", "D", "Two").await;

@@ -9,7 +9,7 @@ use chrono::TimeDelta;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{BACKENDS, Reply, SCIM_JSON, TestApp};
+use crate::support::{Reply, SCIM_JSON, TestApp};
 
 pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -136,9 +136,8 @@ pub fn id(v: &Value) -> String {
 // ---------------------------------------------------------------------------------------------
 // 1. Authentication
 
-#[tokio::test]
-async fn auth_is_bearer_only_and_dies_with_the_integration() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn auth_is_bearer_only_and_dies_with_the_integration(backend) {
         let app = TestApp::spawn(backend).await;
         let cases = [
             ("no Authorization header", None),
@@ -232,9 +231,8 @@ async fn five_users(app: &TestApp) -> Five {
     Five { ids }
 }
 
-#[tokio::test]
-async fn user_filters() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn user_filters(backend) {
         let app = TestApp::spawn(backend).await;
         let five = five_users(&app).await;
         let all = ["ann", "bob", "carl", "dora", "eve"];
@@ -372,9 +370,8 @@ async fn user_filters() {
 // ---------------------------------------------------------------------------------------------
 // 3. Paging and projection
 
-#[tokio::test]
-async fn paging_and_projection() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn paging_and_projection(backend) {
         let app = TestApp::spawn(backend).await;
         five_users(&app).await;
         let page = |r: &Reply| -> Vec<String> {
@@ -502,9 +499,8 @@ async fn paging_and_projection() {
 // ---------------------------------------------------------------------------------------------
 // 7. Errors
 
-#[tokio::test]
-async fn error_responses() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn error_responses(backend) {
         let app = TestApp::spawn(backend).await;
         let auth = format!("Bearer {}", app.token);
 
@@ -624,9 +620,8 @@ fn find_by_id<'a>(list: &'a [Value], id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {id} in {list:?}"))
 }
 
-#[tokio::test]
-async fn discovery_endpoints() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn discovery_endpoints(backend) {
         let app = TestApp::spawn(backend).await;
         let r = app.get("/ServiceProviderConfig").await;
         assert_eq!(r.status, StatusCode::OK, "{backend:?}: {}", r.body);
@@ -716,9 +711,8 @@ async fn discovery_endpoints() {
     }
 }
 
-#[tokio::test]
-async fn search_requests() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn search_requests(backend) {
         let app = TestApp::spawn(backend).await;
         five_users(&app).await;
         let g = app
@@ -833,9 +827,8 @@ async fn search_requests() {
     }
 }
 
-#[tokio::test]
-async fn filter_edge_cases() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn filter_edge_cases(backend) {
         let app = TestApp::spawn(backend).await;
         create(
             &app,
@@ -903,9 +896,8 @@ async fn filter_edge_cases() {
     }
 }
 
-#[tokio::test]
-async fn root_search_pages_across_types() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn root_search_pages_across_types(backend) {
         let app = TestApp::spawn(backend).await;
         five_users(&app).await;
         for name in ["G1", "G2"] {
@@ -945,11 +937,10 @@ async fn root_search_pages_across_types() {
     }
 }
 
-/// SQLite's `lower()` folds ASCII only, so every case-insensitive column is folded in Rust into
-/// a `*_lower` column; non-ASCII case variants must match on both backends.
-#[tokio::test]
-async fn unicode_case_folding_in_user_filters() {
-    for backend in BACKENDS {
+backend_test! {
+    /// SQLite's `lower()` folds ASCII only, so every case-insensitive column is folded in Rust into
+    /// a `*_lower` column; non-ASCII case variants must match on both backends.
+    async fn unicode_case_folding_in_user_filters(backend) {
         let app = TestApp::spawn(backend).await;
         create(
             &app,

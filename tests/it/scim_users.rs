@@ -8,16 +8,15 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::scim_protocol::{ENTERPRISE, USER, assert_error, create, find, id, patch_op, send};
-use crate::support::{BACKENDS, Reply, SCIM_JSON, TestApp};
+use crate::support::{Reply, SCIM_JSON, TestApp};
 
 const CUSTOM: &str = "urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User";
 
 // ---------------------------------------------------------------------------------------------
 // 4. POST
 
-#[tokio::test]
-async fn post_user_round_trips() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn post_user_round_trips(backend) {
         let app = TestApp::spawn(backend).await;
         let r = app
             .post(
@@ -175,9 +174,8 @@ async fn post_user_round_trips() {
 // ---------------------------------------------------------------------------------------------
 // 5. PATCH users
 
-#[tokio::test]
-async fn patch_user_operations() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn patch_user_operations(backend) {
         let app = TestApp::spawn(backend).await;
         app.create_user("other@contoso.com", "Otto", "Other").await;
         let u = create(
@@ -452,9 +450,8 @@ async fn patch_user_operations() {
 // ---------------------------------------------------------------------------------------------
 // 9. Concurrency
 
-#[tokio::test]
-async fn concurrent_creates_of_one_user_name() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn concurrent_creates_of_one_user_name(backend) {
         let app = TestApp::spawn(backend).await;
         let url = format!("{}/Users", app.base);
         let mut tasks = Vec::new();
@@ -509,9 +506,8 @@ async fn concurrent_creates_of_one_user_name() {
 // ---------------------------------------------------------------------------------------------
 // Lifecycle: meta and versions, PUT, DELETE, re-create
 
-#[tokio::test]
-async fn user_lifecycle_versions_put_and_delete() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn user_lifecycle_versions_put_and_delete(backend) {
         let app = TestApp::spawn(backend).await;
         let u = create(
             &app,
@@ -632,9 +628,8 @@ async fn user_lifecycle_versions_put_and_delete() {
     }
 }
 
-#[tokio::test]
-async fn patch_multi_valued_and_okta_dialect() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn patch_multi_valued_and_okta_dialect(backend) {
         let app = TestApp::spawn(backend).await;
         let u = create(
             &app,
@@ -713,9 +708,8 @@ async fn patch_multi_valued_and_okta_dialect() {
     }
 }
 
-#[tokio::test]
-async fn concurrent_patches_of_one_user() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn concurrent_patches_of_one_user(backend) {
         let app = TestApp::spawn(backend).await;
         let u = create(
             &app,

@@ -11,7 +11,7 @@ use essentry_sync::scim::filter::parse_filter;
 use essentry_sync::store::sql_filter::{Target, translate};
 use serde_json::{Map, json};
 
-use crate::support::{BACKENDS, TestStore, t0};
+use crate::support::{TestStore, t0};
 
 fn user(name: &str, given: &str, external: Option<&str>) -> DirectoryUser {
     let mut resource = Map::new();
@@ -39,9 +39,8 @@ fn user(name: &str, given: &str, external: Option<&str>) -> DirectoryUser {
     }
 }
 
-#[tokio::test]
-async fn users_round_trip_and_user_names_are_unique_case_insensitively() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn users_round_trip_and_user_names_are_unique_case_insensitively(backend) {
         let ts = TestStore::new(backend).await;
         let store = &ts.store;
         let account = store.ensure_account("acme", t0()).await.unwrap();
@@ -105,9 +104,8 @@ async fn users_round_trip_and_user_names_are_unique_case_insensitively() {
     }
 }
 
-#[tokio::test]
-async fn an_unchanged_update_writes_nothing_and_a_change_is_diffed() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn an_unchanged_update_writes_nothing_and_a_change_is_diffed(backend) {
         let ts = TestStore::new(backend).await;
         let store = &ts.store;
         let account = store.ensure_account("acme", t0()).await.unwrap();
@@ -182,9 +180,8 @@ async fn an_unchanged_update_writes_nothing_and_a_change_is_diffed() {
     }
 }
 
-#[tokio::test]
-async fn filters_run_as_real_sql_on_both_backends() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn filters_run_as_real_sql_on_both_backends(backend) {
         let ts = TestStore::new(backend).await;
         let store = &ts.store;
         let account = store.ensure_account("acme", t0()).await.unwrap();
@@ -296,9 +293,8 @@ async fn filters_run_as_real_sql_on_both_backends() {
     }
 }
 
-#[tokio::test]
-async fn group_members_are_rows_and_follow_user_deletion() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn group_members_are_rows_and_follow_user_deletion(backend) {
         let ts = TestStore::new(backend).await;
         let store = &ts.store;
         let account = store.ensure_account("acme", t0()).await.unwrap();
@@ -389,9 +385,8 @@ async fn group_members_are_rows_and_follow_user_deletion() {
     }
 }
 
-#[tokio::test]
-async fn database_errors_are_not_read_as_not_found() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn database_errors_are_not_read_as_not_found(backend) {
         let ts = TestStore::new(backend).await;
         let account = ts.store.ensure_account("acme", t0()).await.unwrap();
         ts.store

@@ -32,7 +32,103 @@ pub enum Backend {
     Postgres,
 }
 
-pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+/// One PostgreSQL variant of a test, registered so the skip line can say how many were skipped.
+pub struct PgVariant;
+inventory::collect!(PgVariant);
+
+/// Defines a store-touching test once and generates one test per backend:
+/// `name::sqlite` and `name::postgres`, so a failure names its backend and one backend can be
+/// run alone (`cargo test sqlite`). The PostgreSQL variant skips (one line on stderr for the
+/// whole run) when no PostgreSQL answers, unless `ESSENTRY_TEST_REQUIRE_POSTGRES=1`.
+///
+/// ```ignore
+/// backend_test! {
+///     /// What it checks.
+///     async fn it_works(backend) { let app = TestApp::spawn(backend).await; … }
+/// }
+/// backend_test! { multi_thread async fn on_two_threads(backend) { … } }
+/// ```
+macro_rules! backend_test {
+    ($(#[$doc:meta])* async fn $name:ident($backend:ident) $body:block) => {
+        backend_test!(@gen [tokio::test] $(#[$doc])* $name $backend $body);
+    };
+    ($(#[$doc:meta])* multi_thread async fn $name:ident($backend:ident) $body:block) => {
+        backend_test!(
+            @gen [tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$doc])* $name $backend $body
+        );
+    };
+    (@gen [$($test:tt)*] $(#[$doc:meta])* $name:ident $backend:ident $body:block) => {
+        $(#[$doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[$($test)*]
+            async fn sqlite() {
+                let $backend = crate::support::Backend::Sqlite;
+                $body
+            }
+
+            #[$($test)*]
+            async fn postgres() {
+                if !crate::support::postgres_or_skip().await {
+                    return;
+                }
+                let $backend = crate::support::Backend::Postgres;
+                $body
+            }
+
+            inventory::submit! { crate::support::PgVariant }
+        }
+    };
+}
+
+/// Whether PostgreSQL tests run: true when the test PostgreSQL answers. When it does not,
+/// `ESSENTRY_TEST_REQUIRE_POSTGRES=1` (CI) fails the test; otherwise the test is skipped and the
+/// first skip prints one line saying how many PostgreSQL tests the run skips and how to run them.
+pub async fn postgres_or_skip() -> bool {
+    static AVAILABLE: tokio::sync::OnceCell<Result<(), String>> =
+        tokio::sync::OnceCell::const_new();
+    let probe = AVAILABLE
+        .get_or_init(|| async {
+            use sqlx::Connection;
+            let connect = sqlx::PgConnection::connect(&postgres_url());
+            match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer within 5 s".to_owned()),
+            }
+        })
+        .await;
+    let Err(why) = probe else {
+        return true;
+    };
+    if std::env::var("ESSENTRY_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+        panic!(
+            "ESSENTRY_TEST_REQUIRE_POSTGRES=1 but PostgreSQL at {} is unreachable: {why}",
+            postgres_url()
+        );
+    }
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        use std::io::Write;
+        // Written to stderr directly: the test harness captures `eprintln!` of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: PostgreSQL at {} is unreachable ({why}): skipping {} PostgreSQL tests \
+             (the `::postgres` variants). Start PostgreSQL there or set \
+             ESSENTRY_TEST_POSTGRES_URL to run them; ESSENTRY_TEST_REQUIRE_POSTGRES=1 makes \
+             this a failure.",
+            postgres_url(),
+            inventory::iter::<PgVariant>.into_iter().count()
+        );
+    });
+    false
+}
 
 /// A store of its own: a SQLite file in a temporary folder, or a fresh PostgreSQL schema.
 pub struct TestStore {

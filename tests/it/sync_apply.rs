@@ -8,7 +8,7 @@ use essentry_sync::sync::apply::{Mode, apply};
 use essentry_sync::sync::mapping::{Assignment, EntraUser};
 use essentry_sync::sync::plan::{Policy, Snapshot, plan};
 
-use crate::support::{BACKENDS, TestApp};
+use crate::support::TestApp;
 
 fn entra(id: &str, upn: &str, given: &str) -> EntraUser {
     EntraUser {
@@ -27,9 +27,8 @@ fn entra(id: &str, upn: &str, given: &str) -> EntraUser {
 const ANN: &str = "0b6a3f39-1f5e-4f0e-9a51-6f0c9f2d3a01";
 const BOB: &str = "0b6a3f39-1f5e-4f0e-9a51-6f0c9f2d3a02";
 
-#[tokio::test]
-async fn a_planned_cycle_applies_once_and_then_is_a_noop() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn a_planned_cycle_applies_once_and_then_is_a_noop(backend) {
         let app = TestApp::spawn(backend).await;
         let ctx = OpContext {
             account: app.account.clone(),

@@ -13,7 +13,6 @@ use essentry_sync::sync::plan::DeletionThreshold;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::BACKENDS;
 use crate::sync_graph_support::{DISABLED, IN_SCOPE, INTEGRATION, OUT_OF_SCOPE, World};
 
 const ADELE: &str = "adele.vance@contoso.com";
@@ -70,9 +69,8 @@ fn ok(r: CycleReport, what: &str) -> CycleReport {
     r
 }
 
-#[tokio::test]
-async fn first_cycle_creates_the_scope_and_a_second_cycle_writes_nothing() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn first_cycle_creates_the_scope_and_a_second_cycle_writes_nothing(backend) {
         let w = World::new(backend).await;
         let r = ok(w.cycle().await, &format!("{backend:?} first cycle"));
         assert!(!r.dry_run);
@@ -247,9 +245,8 @@ async fn first_cycle_creates_the_scope_and_a_second_cycle_writes_nothing() {
     }
 }
 
-#[tokio::test]
-async fn renames_disables_unassignments_and_new_group_members_are_applied() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn renames_disables_unassignments_and_new_group_members_are_applied(backend) {
         let w = World::new(backend).await;
         ok(w.cycle().await, "seed");
         let upcoming = w
@@ -493,9 +490,8 @@ async fn assert_failed(w: &World, r: &CycleReport, code: &str, log_rows: usize, 
     assert_eq!(cycles[0].error_code.as_deref(), Some(code));
 }
 
-#[tokio::test]
-async fn failed_reads_delete_nobody_and_transient_faults_are_ridden_out() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn failed_reads_delete_nobody_and_transient_faults_are_ridden_out(backend) {
         let w = World::new(backend).await;
         ok(w.cycle().await, "seed");
         let lynne = w.oid(LYNNE);
@@ -561,9 +557,8 @@ async fn failed_reads_delete_nobody_and_transient_faults_are_ridden_out() {
     }
 }
 
-#[tokio::test]
-async fn the_deletion_threshold_holds_deletions_until_approved() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn the_deletion_threshold_holds_deletions_until_approved(backend) {
         let w = World::with(backend, |s| {
             s.threshold = DeletionThreshold {
                 max_count: Some(1),
@@ -639,9 +634,8 @@ async fn the_deletion_threshold_holds_deletions_until_approved() {
     }
 }
 
-#[tokio::test]
-async fn a_dry_run_reports_the_deletion_and_its_cancellations_and_changes_nothing() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn a_dry_run_reports_the_deletion_and_its_cancellations_and_changes_nothing(backend) {
         let w = World::new(backend).await;
         ok(w.cycle().await, "seed");
         let appointment = w
@@ -752,9 +746,8 @@ async fn a_dry_run_reports_the_deletion_and_its_cancellations_and_changes_nothin
     }
 }
 
-#[tokio::test]
-async fn on_demand_provisioning_creates_updates_and_deletes_one_user() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn on_demand_provisioning_creates_updates_and_deletes_one_user(backend) {
         let w = World::new(backend).await;
         let mut runs = 0;
 
@@ -904,9 +897,8 @@ async fn on_demand_provisioning_creates_updates_and_deletes_one_user() {
     }
 }
 
-#[tokio::test]
-async fn user_name_from_mail_skips_users_without_mail_and_logs_it_once() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn user_name_from_mail_skips_users_without_mail_and_logs_it_once(backend) {
         let w = World::with(backend, |s| {
             s.mapping.user_name_source = UserNameSource::Mail
         })
@@ -977,9 +969,8 @@ async fn user_name_from_mail_skips_users_without_mail_and_logs_it_once() {
     }
 }
 
-#[tokio::test]
-async fn a_user_created_over_scim_with_the_same_user_name_is_adopted() {
-    for backend in BACKENDS {
+backend_test! {
+    async fn a_user_created_over_scim_with_the_same_user_name_is_adopted(backend) {
         let w = World::new(backend).await;
         let scim_id = w
             .app
