@@ -158,13 +158,37 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` completes, then finishes in-flight requests.
+/// Rewrites a SCIM path to its canonical spelling before routing (see
+/// [`crate::scim::canonical_path`]); the query string is kept.
+fn canonical_scim_path(mut req: Request) -> Request {
+    let Some(path) = crate::scim::canonical_path(req.uri().path()) else {
+        return req;
+    };
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = path_and_query.parse::<axum::http::uri::PathAndQuery>() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+/// Serves until `shutdown` completes, then finishes in-flight requests. Paths are made
+/// canonical before routing, which a layer inside the router could not do.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    use axum::ServiceExt;
+    use tower::Layer;
+    let service = tower::util::MapRequestLayer::new(canonical_scim_path).layer(app(state));
+    axum::serve(listener, ServiceExt::<Request>::into_make_service(service))
         .with_graceful_shutdown(shutdown)
         .await
 }

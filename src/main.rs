@@ -1,6 +1,7 @@
 //! The `essentry-sync` binary: parses the command line, loads settings, sets up logging and
 //! runs the command. Errors are printed to stderr with their causes, and the exit code is 1.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -15,8 +16,12 @@ fn init_tracing(settings: &Settings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only for a person at a terminal: a file or a pipe gets plain text (and NO_COLOR,
+    // https://no-color.org, turns it off everywhere).
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if settings.log.format == "json" {
         builder.json().init();

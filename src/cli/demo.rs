@@ -259,9 +259,17 @@ pub(super) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
         "each email is a readable .eml file in {}",
         mail.file_dir.display()
     );
+    let db = format!(
+        "DATABASE_URL=sqlite://{}",
+        args.dir.join("essentry.db").display()
+    );
     println!(
-        "\nDemo data is in {} (inspect it with --config pointing there, or delete it).",
-        args.dir.display()
+        "\nDemo data is in {dir} (delete the folder to start again). Look around it with:\n  \
+         {db} cargo run --release -- users list --account {ACCOUNT}\n  \
+         {db} cargo run --release -- logs --account {ACCOUNT}\n  \
+         {db} cargo run --release -- appointments list --account {ACCOUNT}\n  \
+         {db} cargo run --release -- status",
+        dir = args.dir.display(),
     );
     sim.shutdown().await;
     env.store.close().await;

@@ -240,6 +240,46 @@ async fn method_not_allowed(req: Request, next: Next) -> Response {
     response
 }
 
+/// The canonical spelling of a request path under `/scim/v2`, or `None` when it already is.
+///
+/// Clients differ in how they spell the endpoints: resource-type and discovery segments are
+/// matched case-insensitively (`/users`, `/groups`, `/schemas`, `/serviceproviderconfig`,
+/// `/resourcetypes`, `/users/.SEARCH`), `/serviceConfiguration` (Microsoft's reference code and
+/// Postman collection) is `/ServiceProviderConfig`, and trailing slashes are dropped
+/// (`/Users/?filter=…` is `/Users?filter=…`). Resource ids and schema URNs are left as sent.
+pub fn canonical_path(path: &str) -> Option<String> {
+    const BASE: &str = "/scim/v2/";
+    let rest = path.strip_prefix(BASE)?;
+    let rest = rest.trim_end_matches('/');
+    let mut segments: Vec<&str> = rest.split('/').collect();
+    if let Some(first) = segments.first_mut() {
+        let canonical = match first.to_ascii_lowercase().as_str() {
+            "users" => Some("Users"),
+            "groups" => Some("Groups"),
+            "schemas" => Some("Schemas"),
+            "resourcetypes" => Some("ResourceTypes"),
+            "serviceproviderconfig" | "serviceconfiguration" => Some("ServiceProviderConfig"),
+            ".search" => Some(".search"),
+            _ => None,
+        };
+        if let Some(c) = canonical {
+            *first = c;
+        }
+    }
+    if let ["Users" | "Groups", second] = segments.as_mut_slice()
+        && second.eq_ignore_ascii_case(".search")
+    {
+        *second = ".search";
+    }
+    let joined = format!("{BASE}{}", segments.join("/"));
+    let canonical = if rest.is_empty() {
+        "/scim/v2".to_owned()
+    } else {
+        joined
+    };
+    (canonical != path).then_some(canonical)
+}
+
 /// The SCIM routes, to be nested under `/scim/v2`.
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
@@ -308,4 +348,43 @@ pub fn router(state: AppState) -> Router<AppState> {
             state,
             crate::metrics::track_scim,
         ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_path;
+
+    #[test]
+    fn paths_are_matched_case_insensitively_and_without_trailing_slashes() {
+        let cases = [
+            ("/scim/v2/users", Some("/scim/v2/Users")),
+            ("/scim/v2/Users/", Some("/scim/v2/Users")),
+            ("/scim/v2/GROUPS/abc-DEF", Some("/scim/v2/Groups/abc-DEF")),
+            ("/scim/v2/users/.SEARCH", Some("/scim/v2/Users/.search")),
+            (
+                "/scim/v2/serviceConfiguration",
+                Some("/scim/v2/ServiceProviderConfig"),
+            ),
+            (
+                "/scim/v2/serviceproviderconfig/",
+                Some("/scim/v2/ServiceProviderConfig"),
+            ),
+            (
+                "/scim/v2/resourcetypes/User",
+                Some("/scim/v2/ResourceTypes/User"),
+            ),
+            (
+                "/scim/v2/schemas/urn:ietf:params:scim:schemas:core:2.0:User",
+                Some("/scim/v2/Schemas/urn:ietf:params:scim:schemas:core:2.0:User"),
+            ),
+            ("/scim/v2/", Some("/scim/v2")),
+            ("/scim/v2/Users", None),
+            ("/scim/v2/Users/ID-Stays-AsSent", None),
+            ("/scim/v2/nothing", None),
+            ("/healthz", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(canonical_path(path).as_deref(), want, "{path}");
+        }
+    }
 }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use crate::domain::{DirectoryUser, EntraObjectId, GroupRecord, UserName, UserRecord};
 
 use super::error::ScimError;
-use super::patch::{self, PatchOp, PatchOpKind, ResourceSchema};
+use super::patch::{self, ResourceSchema};
 
 pub const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -56,12 +56,7 @@ fn normalize(
         }
     }
     let mut out = Map::new();
-    let op = PatchOp {
-        op: PatchOpKind::Replace,
-        path: None,
-        value: Some(Value::Object(value)),
-    };
-    patch::apply(&mut out, std::slice::from_ref(&op), schema)?;
+    patch::apply_body(&mut out, value, schema)?;
     Ok(out)
 }
 
@@ -255,7 +250,14 @@ pub fn group_json(
     if let Some(members) = members {
         let list: Vec<Value> = members
             .iter()
-            .map(|(id, _user_name)| json!({"value": id, "$ref": format!("{base_url}/Users/{id}"), "type": "User"}))
+            .map(|(id, display)| {
+                json!({
+                    "value": id,
+                    "display": display,
+                    "$ref": format!("{base_url}/Users/{id}"),
+                    "type": "User",
+                })
+            })
             .collect();
         out.insert("members".to_owned(), Value::Array(list));
     }

@@ -653,7 +653,8 @@ pub async fn members_of(
     group: &GroupId,
 ) -> Result<Vec<(String, String)>, StoreError> {
     let rows = sqlx::query(
-        "SELECT m.user_id, u.user_name FROM group_members m JOIN users u ON u.id = m.user_id \
+        "SELECT m.user_id, COALESCE(NULLIF(u.display_name, ''), u.user_name) AS display \
+         FROM group_members m JOIN users u ON u.id = m.user_id \
          WHERE m.group_id = $1 ORDER BY u.seq",
     )
     .bind(group.as_str())
@@ -664,7 +665,7 @@ pub async fn members_of(
         .map(|r| {
             Ok((
                 r.try_get("user_id").map_err(db_err)?,
-                r.try_get("user_name").map_err(db_err)?,
+                r.try_get("display").map_err(db_err)?,
             ))
         })
         .collect()

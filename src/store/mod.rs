@@ -251,6 +251,8 @@ impl Store {
     }
 
     /// `(user id, userName)` of every member of `group`.
+    /// A group's members in insertion order: each user's id and `display` (the user's
+    /// displayName, else their userName).
     pub async fn members_of(&self, group: &GroupId) -> Result<Vec<(String, String)>, StoreError> {
         read!(self, |c, m| m::members_of(c, group).await)
     }

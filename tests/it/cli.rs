@@ -292,6 +292,10 @@ async fn serve_end_to_end_then_sigterm() {
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("essentry-sync serving"), "{log}");
     assert!(
+        !log.contains('\u{1b}'),
+        "a log written to a file carries no ANSI colour codes"
+    );
+    assert!(
         !log.contains(&token),
         "the token must never appear in a log line"
     );

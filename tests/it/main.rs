@@ -13,6 +13,7 @@ mod metrics;
 mod outbox_delivery;
 mod replicas;
 mod scim_groups;
+mod scim_interop;
 mod scim_protocol;
 mod scim_users;
 mod store;

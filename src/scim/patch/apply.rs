@@ -22,6 +22,28 @@ pub fn apply(
     Ok(())
 }
 
+/// Builds a resource from a POST/PUT body: the body is applied as one path-less `replace`, and
+/// errors are worded for a body — no `Operations[i]` (a PUT has none), and an attribute the
+/// schema does not know is an `invalidValue` naming it (there is no path to be invalid).
+pub fn apply_body(
+    resource: &mut Map<String, Value>,
+    body: Map<String, Value>,
+    schema: &ResourceSchema,
+) -> Result<(), PatchError> {
+    let op = PatchOp {
+        op: PatchOpKind::Replace,
+        path: None,
+        value: Some(Value::Object(body)),
+    };
+    apply_op(resource, &op, schema).map_err(|e| {
+        let kind = match e.kind {
+            PatchErrorKind::InvalidPath | PatchErrorKind::NoTarget => PatchErrorKind::InvalidValue,
+            other => other,
+        };
+        PatchError::new(kind, format!("in the request body: {}", e.detail))
+    })
+}
+
 fn apply_op(
     resource: &mut Map<String, Value>,
     op: &PatchOp,

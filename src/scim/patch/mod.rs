@@ -24,7 +24,7 @@ mod members;
 #[cfg(test)]
 mod tests;
 
-pub use apply::apply;
+pub use apply::{apply, apply_body};
 pub use members::{MemberChange, split_member_ops};
 
 /// The schema URN a PATCH request body must declare.
