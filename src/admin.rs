@@ -25,6 +25,7 @@ use tracing::Instrument;
 use crate::http::AppState;
 use crate::integrations::{self, GraphIntegration, IntegrationError};
 use crate::secrets;
+use crate::store::AdminTokenRow;
 use crate::sync::cycle::{CycleOptions, SyncEnv, Trigger, run_cycle};
 use crate::sync::on_demand::provision_user;
 use crate::sync::schedule::Runner;
@@ -90,14 +91,26 @@ async fn authorize(
         })
         .filter(|t| !t.is_empty())
         .ok_or(AdminError::Unauthorized)?;
-    let hash = secrets::token_hash(presented);
-    match state.store.admin_token_by_hash(&hash).await? {
-        Some(row) if secrets::verify_token(presented, &row.token_hash) => {
+    match verify_admin_token(&state, presented).await? {
+        Some(row) => {
             let span = tracing::info_span!("admin", token = %row.name);
             Ok(next.run(request).instrument(span).await)
         }
-        _ => Err(AdminError::Unauthorized),
+        None => Err(AdminError::Unauthorized),
     }
+}
+
+/// The admin token `presented` names, when it is one that may be used now. The one check of an
+/// admin token: the admin API and the console's sign-in both call it.
+pub async fn verify_admin_token(
+    state: &AppState,
+    presented: &str,
+) -> Result<Option<AdminTokenRow>, crate::domain::StoreError> {
+    let hash = secrets::token_hash(presented);
+    Ok(match state.store.admin_token_by_hash(&hash).await? {
+        Some(row) if secrets::verify_token(presented, &row.token_hash) => Some(row),
+        _ => None,
+    })
 }
 
 fn env(state: &AppState) -> SyncEnv {

@@ -1,5 +1,5 @@
 //! Application state and the HTTP server: the SCIM endpoint under `/scim/v2`, the admin API
-//! under `/admin/v1`, `/healthz`, `/readyz` and `/metrics`. Shutdown is injected as a future so callers (the CLI, tests) decide when it ends.
+//! under `/admin/v1`, the operator console under `/admin/`, `/healthz`, `/readyz` and `/metrics`. Shutdown is injected as a future so callers (the CLI, tests) decide when it ends.
 //!
 //! Every request runs in a `request` tracing span carrying its request id (the client's
 //! `x-request-id` when it is a sane token, else a new UUID; echoed in the response), the method
@@ -34,6 +34,8 @@ pub struct Inner {
     pub secret_key: Option<SecretKey>,
     /// This server's request metrics and the registry `/metrics` serves.
     pub metrics: crate::metrics::HttpMetrics,
+    /// The operator console's in-memory state (sign-in limiter, started cycles).
+    pub console: crate::console::ConsoleState,
 }
 
 /// Shared, cheaply cloned state of the server.
@@ -67,6 +69,7 @@ impl AppState {
             scim_base,
             secret_key,
             metrics: crate::metrics::HttpMetrics::new(),
+            console: crate::console::ConsoleState::default(),
         }))
     }
 }
@@ -142,7 +145,9 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(crate::metrics::endpoint))
         .nest("/scim/v2", crate::scim::router(state.clone()));
     if state.settings.admin.enabled {
-        router = router.nest("/admin/v1", crate::admin::router(state.clone()));
+        router = router
+            .nest("/admin/v1", crate::admin::router(state.clone()))
+            .merge(crate::console::router(state.clone()));
     }
     router
         .layer(
@@ -188,7 +193,10 @@ pub async fn serve(
     use axum::ServiceExt;
     use tower::Layer;
     let service = tower::util::MapRequestLayer::new(canonical_scim_path).layer(app(state));
-    axum::serve(listener, ServiceExt::<Request>::into_make_service(service))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(service),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

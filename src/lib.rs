@@ -18,11 +18,15 @@
 //! - [`metrics`]: Prometheus metrics (`/metrics`): SCIM requests, sync cycles, directory
 //!   changes, Graph and token requests, the outbox.
 //! - [`admin`]: the admin API (`/admin/v1`): on-demand provisioning, cycles, status.
+//! - [`console`]: the operator web console (`/admin/`): server-rendered pages with sessions,
+//!   CSRF, Privacy Mode, cycles with live progress, provision on demand, users, log, outbox,
+//!   audit trail.
 //! - [`cli`]: the operator commands behind the `essentry-sync` binary.
 
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod entra;
 pub mod http;

@@ -3,7 +3,8 @@
 //!
 //! Design: the SQL lives once, in `backend.rs` (accounts, integrations, users, groups),
 //! `backend_events.rs` (appointments, outbox, provisioning log, cycles, admin tokens),
-//! `backend_outbox.rs` (delivery claims) and `backend_metrics.rs` (gauges, migration check), which
+//! `backend_outbox.rs` (delivery claims), `backend_metrics.rs` (gauges, migration check) and
+//! `backend_console.rs` (the console's sessions, audit trail and paged lists), which
 //! `sqlite.rs` and `postgres.rs` each `include!` after naming their `Db`. Every query is therefore compiled against each database's
 //! own driver and native types — no `Any` driver, which cannot decode timestamps or booleans
 //! portably, and no `query!` macros, which would need a live database or committed offline data
@@ -102,6 +103,11 @@ macro_rules! in_tx {
         }
     };
 }
+
+mod console;
+pub use console::{
+    AuditRow, LogFilter, LogPageRow, NewAudit, OutboxPageRow, SessionRow, UserPageRow,
+};
 
 impl Store {
     pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {

@@ -9,6 +9,7 @@
 //! - [`apply`]: applies a plan through the directory operations in one transaction.
 //! - [`mapping`]: an Entra user (as Graph returns it) → the directory user essentry should hold,
 //!   per the attribute table of the product page.
+//! - [`progress`]: live progress of a running cycle for whoever shows it (the console).
 //! - [`plan`]: a complete snapshot of the users in scope against the stored users → the creates,
 //!   updates and deprovisionings of one cycle, with the deletion threshold applied. No I/O.
 
@@ -17,4 +18,5 @@ pub mod cycle;
 pub mod mapping;
 pub mod on_demand;
 pub mod plan;
+pub mod progress;
 pub mod schedule;
