@@ -7,6 +7,9 @@ mod support;
 
 mod cli;
 mod cli_sync;
+mod console;
+mod console_browser;
+mod console_support;
 mod deprovision;
 mod entra_tutorial;
 mod metrics;
