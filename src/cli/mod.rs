@@ -21,6 +21,7 @@ use crate::secrets::SecretKey;
 use crate::store::{LogQuery, Store, StoreConfig};
 
 mod demo;
+mod demo_console;
 mod directory;
 mod sync;
 
