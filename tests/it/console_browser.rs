@@ -8,7 +8,7 @@
 //! reason, unless `ESSENTRY_TEST_REQUIRE_BROWSER=1` (CI), which makes that a failure.
 //! `ESSENTRY_TEST_SCREENSHOTS=docs` saves screenshots of a few pages there (the README's).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -67,7 +67,7 @@ impl Drop for Driver {
     }
 }
 
-async fn start_driver(driver: &PathBuf) -> Driver {
+async fn start_driver(driver: &Path) -> Driver {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -94,7 +94,7 @@ async fn start_driver(driver: &PathBuf) -> Driver {
     panic!("chromedriver did not listen on port {port}");
 }
 
-async fn connect(driver: &Driver, chromium: &PathBuf) -> Client {
+async fn connect(driver: &Driver, chromium: &Path) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".to_owned(),
