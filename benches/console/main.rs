@@ -209,6 +209,7 @@ async fn run() -> Result<bool> {
         format!("/admin/users?after=user{:06}%40example.com", a.users / 2),
         "/admin/users?q=user0001".to_owned(),
         "/admin/users?q=given77".to_owned(),
+        "/admin/users?q=nobody".to_owned(),
         "/admin/logs".to_owned(),
         format!("/admin/logs?before={}", a.log_rows / 2),
         "/admin/logs?action=delete".to_owned(),

@@ -293,3 +293,29 @@ pub async fn require_session(
     request.extensions_mut().insert(SessionKey(hash));
     Ok(next.run(request).await)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("theme=dark; essy_console=abc-123 ; other=1"),
+        );
+        assert_eq!(cookie_value(&headers).as_deref(), Some("abc-123"));
+        headers.insert(header::COOKIE, HeaderValue::from_static("essy_console=; x=y"));
+        assert_eq!(cookie_value(&headers), None, "an empty value is no session");
+        headers.insert(header::COOKIE, HeaderValue::from_static("not_essy_console=abc"));
+        assert_eq!(cookie_value(&headers), None);
+    }
+
+    #[test]
+    fn session_values_are_long_and_distinct() {
+        let (a, b) = (random_token().ok(), random_token().ok());
+        assert!(a.as_ref().is_some_and(|v| v.len() >= 43), "{a:?}");
+        assert_ne!(a, b);
+    }
+}
