@@ -29,4 +29,6 @@ CREATE INDEX console_audit_account ON console_audit (account_id, seq);
 CREATE INDEX provisioning_log_account_seq ON provisioning_log (account_id, seq);
 CREATE INDEX provisioning_log_integration_seq ON provisioning_log (integration_id, seq);
 CREATE INDEX provisioning_log_cycle ON provisioning_log (cycle_id);
+CREATE INDEX provisioning_log_user_id ON provisioning_log (user_id, seq);
+CREATE INDEX provisioning_log_object ON provisioning_log (account_id, source_object_id);
 CREATE INDEX outbox_account_status ON outbox (account_id, status, seq);

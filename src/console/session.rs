@@ -306,9 +306,15 @@ mod tests {
             HeaderValue::from_static("theme=dark; essy_console=abc-123 ; other=1"),
         );
         assert_eq!(cookie_value(&headers).as_deref(), Some("abc-123"));
-        headers.insert(header::COOKIE, HeaderValue::from_static("essy_console=; x=y"));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("essy_console=; x=y"),
+        );
         assert_eq!(cookie_value(&headers), None, "an empty value is no session");
-        headers.insert(header::COOKIE, HeaderValue::from_static("not_essy_console=abc"));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("not_essy_console=abc"),
+        );
         assert_eq!(cookie_value(&headers), None);
     }
 

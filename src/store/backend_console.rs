@@ -220,10 +220,14 @@ pub async fn page_log(
             n += 1;
         }
     }
+    // A userName has an `@`, an object id has none: one indexed column either way.
     if let Some(user) = f.user.as_deref() {
-        sql.push_str(&format!(
-            " AND (l.user_name = ${n} OR l.source_object_id = ${n})"
-        ));
+        let column = if user.contains('@') {
+            "l.user_name"
+        } else {
+            "l.source_object_id"
+        };
+        sql.push_str(&format!(" AND {column} = ${n}"));
         texts.push(user);
         n += 1;
     }

@@ -72,7 +72,7 @@ pub struct UserPageRow {
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
     pub integration_id: Option<String>,
-    /// A userName (as logged) or source object id.
+    /// A userName (as logged; it has an `@`) or a source object id.
     pub user: Option<String>,
     pub user_id: Option<String>,
     pub action: Option<String>,
