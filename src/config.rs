@@ -25,6 +25,9 @@ pub struct Settings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct SyncSettings {
+    /// Whether `serve` runs Graph integrations on their schedule (off: cycles run only when an
+    /// operator asks, through the CLI or the admin API).
+    pub scheduler_enabled: bool,
     /// How often each Graph integration runs: `every 40m` (also `s`, `h`) or a cron expression
     /// (`0 */40 * * * *` style, seconds first, or 5 fields). An integration's own `schedule`
     /// overrides it.
@@ -56,6 +59,7 @@ pub struct SyncSettings {
 impl Default for SyncSettings {
     fn default() -> Self {
         Self {
+            scheduler_enabled: true,
             schedule: "every 40m".to_owned(),
             first_run_delay_secs: 15,
             tick_secs: 30,
@@ -76,6 +80,9 @@ impl Default for SyncSettings {
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct MailSettings {
+    /// Whether `serve` delivers the outbox (off: emails wait in the outbox for a process that
+    /// does).
+    pub worker_enabled: bool,
     /// `file` (the default: one `.eml` per message under `file_dir`) or `smtp`.
     pub transport: MailTransportKind,
     /// Where the file transport writes.
@@ -131,6 +138,7 @@ pub enum SmtpTls {
 impl Default for MailSettings {
     fn default() -> Self {
         Self {
+            worker_enabled: true,
             transport: MailTransportKind::File,
             file_dir: PathBuf::from("data/mail"),
             from: "essentry <no-reply@localhost>".to_owned(),

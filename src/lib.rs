@@ -15,6 +15,8 @@
 //! - [`secrets`]: integration tokens (hashed for verification, sealed for the reveal) and keys.
 //! - [`config`]: settings from `config/essentry-sync.toml` and the environment.
 //! - [`http`]: application state, the axum server and health.
+//! - [`service`]: what `serve` runs — the HTTP server, the sync scheduler and the outbox
+//!   worker — started by one builder that the CLI and the tests share, and stopped in order.
 //! - [`metrics`]: Prometheus metrics (`/metrics`): SCIM requests, sync cycles, directory
 //!   changes, Graph and token requests, the outbox.
 //! - [`admin`]: the admin API (`/admin/v1`): on-demand provisioning, cycles, status.
@@ -31,5 +33,6 @@ pub mod metrics;
 pub mod notify;
 pub mod scim;
 pub mod secrets;
+pub mod service;
 pub mod store;
 pub mod sync;

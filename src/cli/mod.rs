@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
@@ -15,7 +15,7 @@ use crate::config::Settings;
 use crate::domain::{
     AccountId, Appointment, AppointmentId, AppointmentStatus, Clock, Guest, SystemClock, UserName,
 };
-use crate::http::{self, AppState};
+
 use crate::integrations;
 use crate::secrets::SecretKey;
 use crate::store::{LogQuery, Store, StoreConfig};
@@ -390,63 +390,21 @@ async fn serve(mut settings: Settings, listen: Option<String>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&env.settings.server.listen)
         .await
         .with_context(|| format!("listening on {}", env.settings.server.listen))?;
-    let local = listener.local_addr()?;
     env.store
         .ensure_account(&env.settings.directory.default_account, env.clock.now())
         .await?;
     let grace = std::time::Duration::from_secs(env.settings.server.shutdown_grace_secs);
     let key = env.secret_key()?;
-    let runner = crate::sync::schedule::Runner::new(sync::sync_env(&env), key.clone());
-    let scheduler = runner
-        .start()
-        .await
-        .map_err(|e| anyhow!("starting the sync scheduler: {e}"))?;
-    // Delivers the outbox (guest emails) until shutdown; see crate::notify.
-    let mail = crate::notify::DeliveryWorker::from_settings(
-        env.store.clone(),
-        env.clock.clone(),
-        &env.settings.mail,
-    )?
-    .start();
-    let state = AppState::with_key(env.store, env.clock, env.settings, Some(key));
-    tracing::info!(address = %local, scim = %state.scim_base, backend = state.store.backend_name(), "essentry-sync serving");
-    let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(http::serve(
-        listener,
-        state.clone(),
-        stop.clone().cancelled_owned(),
-    ));
+    let service =
+        crate::service::Service::start(listener, env.store, env.clock, env.settings, key).await?;
+    let state = service.state();
+    tracing::info!(address = %service.local_addr(), scim = %state.scim_base, backend = state.store.backend_name(), "essentry-sync serving");
     shutdown_signal().await;
     tracing::info!(
         grace_secs = grace.as_secs(),
         "shutting down: no new requests, no new cycles; finishing what runs"
     );
-    stop.cancel();
-    let deadline = tokio::time::Instant::now() + grace;
-    // The scheduler stops first so no cycle starts while requests drain; a running cycle gets
-    // the grace period to reach its commit, or its transaction rolls back.
-    let stopping_runner = runner.stop(scheduler, grace);
-    // The mail worker stops after the message it is sending (a send cut off by the grace
-    // period is retried after its lease).
-    let stopping_mail = mail.stop(grace);
-    let draining = tokio::time::timeout_at(deadline, server);
-    let ((), (), drained) = tokio::join!(stopping_runner, stopping_mail, draining);
-    match drained {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server error while stopping"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
-        Err(_) => {
-            tracing::warn!("in-flight requests still running after the grace period; exiting")
-        }
-    }
-    // Closing the pools waits for borrowed connections; a cycle cut off by the grace period may
-    // still hold one (its transaction rolls back when the process exits).
-    if tokio::time::timeout(std::time::Duration::from_secs(2), state.store.close())
-        .await
-        .is_err()
-    {
-        tracing::warn!("database connections still in use at exit; their transactions roll back");
-    }
+    service.shutdown(grace).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -16,6 +16,7 @@ mod scim_groups;
 mod scim_interop;
 mod scim_protocol;
 mod scim_users;
+mod service_wiring;
 mod store;
 mod sync_apply;
 mod sync_graph;
