@@ -10,6 +10,7 @@ use tracing::Instrument;
 use crate::domain::directory::{self, DeprovisionReason, OpContext, UpdateOutcome};
 use crate::domain::{DirectoryError, DirectoryTx, LogAction, LogStatus, Source, UserId};
 use crate::http::AppState;
+use crate::metrics::UserAction;
 use crate::store::sql_filter::{self, Target};
 
 use super::error::ScimError;
@@ -147,6 +148,7 @@ pub async fn create(
     .await;
     match result {
         Ok(user) => {
+            committed(UserAction::Created);
             tracing::info!(user_id = %user.id, "user created");
             let body = resource::user_json(&user, &state.scim_base);
             let location = format!("{}/Users/{}", state.scim_base, user.id);
@@ -164,10 +166,21 @@ pub async fn create(
     }
 }
 
+/// Counts a committed change of this endpoint in `essentry_users_changed_total`.
+fn committed(action: UserAction) {
+    crate::metrics::users_changed(Source::Scim, action, 1);
+}
+
+/// The answer to a committed PUT or PATCH.
 async fn respond_update(state: &AppState, outcome: UpdateOutcome) -> Response {
     let (user, status) = match outcome {
-        UpdateOutcome::Updated { user, .. } | UpdateOutcome::Unchanged(user) => (user, "updated"),
+        UpdateOutcome::Unchanged(user) => (user, "unchanged"),
+        UpdateOutcome::Updated { user, .. } => {
+            committed(UserAction::Updated);
+            (user, "updated")
+        }
         UpdateOutcome::Deprovisioned(report) => {
+            committed(UserAction::Deleted);
             tracing::info!(
                 user_id = %report.user.id,
                 cancelled = report.cancelled.len(),
@@ -292,6 +305,7 @@ pub async fn delete(
     .await;
     match result {
         Ok(report) => {
+            committed(UserAction::Deleted);
             tracing::info!(
                 user_id = %id,
                 cancelled = report.cancelled.len(),

@@ -396,16 +396,9 @@ async fn log_and_apply(
     } else {
         Mode::Commit
     };
-    let (applied, changes) = crate::metrics::deferring_user_changes(apply::apply(
-        &env.store,
-        &ctx,
-        plan,
-        mode,
-        &HashSet::new(),
-    ))
-    .await;
-    if applied.is_ok() && mode == Mode::Commit {
-        changes.record();
+    let applied = apply::apply(&env.store, &ctx, plan, mode, &HashSet::new()).await;
+    if let (Ok(applied), Mode::Commit) = (&applied, mode) {
+        applied.count_committed(Source::Graph);
     }
     match applied {
         Ok(applied) => {
