@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{Common, Env, print_json};
+use crate::entra::cloud::Cloud;
 use crate::integrations::{self, GraphIntegration, GraphSettings};
 use crate::secrets::{self, Secret};
 use crate::store::AdminTokenRow;
@@ -39,8 +40,8 @@ pub struct CreateGraphArgs {
     #[arg(long)]
     pub service_principal_id: String,
     /// global, usgov, usgov-dod or china.
-    #[arg(long, default_value = "global")]
-    pub cloud: String,
+    #[arg(long, default_value = "global", value_parser = parse_cloud)]
+    pub cloud: Cloud,
     /// Explicit Graph root, for a proxy or the simulator (needs --authority-url too).
     #[arg(long, requires = "authority_url")]
     pub graph_url: Option<String>,
@@ -98,6 +99,11 @@ pub enum AdminTokenCmd {
     },
 }
 
+fn parse_cloud(value: &str) -> Result<Cloud, String> {
+    Cloud::parse(value)
+        .ok_or_else(|| format!("unknown cloud {value:?}: use global, usgov, usgov-dod or china"))
+}
+
 pub(super) fn sync_env(env: &Env) -> SyncEnv {
     SyncEnv {
         store: env.store.clone(),
@@ -143,7 +149,7 @@ pub(super) async fn create_graph(env: Env, args: CreateGraphArgs) -> Result<()> 
         tenant_id: args.tenant_id.trim().to_owned(),
         client_id: args.client_id.trim().to_owned(),
         service_principal_id: args.service_principal_id.trim().to_owned(),
-        cloud: args.cloud.to_ascii_lowercase(),
+        cloud: args.cloud,
         graph_url: args.graph_url.clone(),
         authority_url: args.authority_url.clone(),
         transitive: args.transitive,

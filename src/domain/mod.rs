@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod directory;
 pub mod ids;
+pub mod kinds;
 pub mod model;
 pub mod notice;
 
@@ -16,4 +17,5 @@ pub use directory::{
 pub use ids::{
     AccountId, AppointmentId, EntraObjectId, GroupId, IntegrationId, ParseError, UserId, UserName,
 };
+pub use kinds::{CycleStatus, IntegrationKind, Trigger};
 pub use model::*;

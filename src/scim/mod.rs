@@ -196,7 +196,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         Err(e) => return ScimError::from(e).into_response(),
     };
     let Some(integration) = found.filter(|i| {
-        i.kind == "scim"
+        i.kind == crate::domain::IntegrationKind::Scim
             && i.token_hash
                 .as_deref()
                 .is_some_and(|h| secrets::verify_token(token, h))

@@ -9,9 +9,9 @@ use serde_json::{Map, Value};
 use sqlx::{AssertSqlSafe, Database, Row};
 
 use crate::domain::{
-    AccountId, Appointment, AppointmentId, AppointmentStatus, DirectoryUser, EntraObjectId,
-    GroupId, GroupRecord, Guest, IntegrationId, LogEntry, OutboxMessage, Source, StoreError,
-    UserId, UserName, UserRecord,
+    AccountId, Appointment, AppointmentId, AppointmentStatus, CycleStatus, DirectoryUser,
+    EntraObjectId, GroupId, GroupRecord, Guest, IntegrationId, IntegrationKind, LogEntry,
+    OutboxMessage, Source, StoreError, Trigger, UserId, UserName, UserRecord,
 };
 use crate::store::sql_filter::{Param, Where};
 use crate::store::{
@@ -76,7 +76,7 @@ fn user_with_resource(row: &DbRow, resource: Map<String, Value>) -> Result<UserR
             entra_object_id: entra.map(EntraObjectId::from_trusted),
             resource,
         },
-        source: Source::parse(&source),
+        source: Source::parse(&source).ok_or_else(|| corrupt("user source"))?,
         version: row.try_get("version").map_err(db_err)?,
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,
@@ -151,7 +151,10 @@ fn integration_from_row(row: &DbRow) -> Result<IntegrationRow, StoreError> {
         account_id: AccountId::from_trusted(row.try_get("account_id").map_err(db_err)?),
         account_name: row.try_get("account_name").map_err(db_err)?,
         name: row.try_get("name").map_err(db_err)?,
-        kind: row.try_get("kind").map_err(db_err)?,
+        kind: {
+            let kind: String = row.try_get("kind").map_err(db_err)?;
+            IntegrationKind::parse(&kind).ok_or_else(|| corrupt("integration kind"))?
+        },
         token_hash: row.try_get("token_hash").map_err(db_err)?,
         token_hint: row.try_get("token_hint").map_err(db_err)?,
         secret_sealed: row.try_get("secret_sealed").map_err(db_err)?,

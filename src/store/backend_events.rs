@@ -63,7 +63,8 @@ fn appointments_from_rows(rows: &[DbRow]) -> Result<Vec<Appointment>, StoreError
                 title: row.try_get("title").map_err(db_err)?,
                 starts_at: row.try_get("starts_at").map_err(db_err)?,
                 ends_at: row.try_get("ends_at").map_err(db_err)?,
-                status: AppointmentStatus::parse(&status),
+                status: AppointmentStatus::parse(&status)
+                    .ok_or_else(|| corrupt("appointment status"))?,
                 cancelled_at: row.try_get("cancelled_at").map_err(db_err)?,
                 cancel_reason: row.try_get("cancel_reason").map_err(db_err)?,
                 guests: Vec::new(),
@@ -301,9 +302,15 @@ fn cycle_from_row(r: &DbRow) -> Result<CycleRow, StoreError> {
         id: r.try_get("id").map_err(db_err)?,
         integration_id: r.try_get("integration_id").map_err(db_err)?,
         integration: r.try_get("integration").map_err(db_err)?,
-        trigger: r.try_get("trigger").map_err(db_err)?,
+        trigger: {
+            let word: String = r.try_get("trigger").map_err(db_err)?;
+            Trigger::parse(&word).ok_or_else(|| corrupt("cycle trigger"))?
+        },
         dry_run: r.try_get("dry_run").map_err(db_err)?,
-        outcome: r.try_get("outcome").map_err(db_err)?,
+        outcome: {
+            let word: String = r.try_get("outcome").map_err(db_err)?;
+            CycleStatus::parse(&word).ok_or_else(|| corrupt("cycle outcome"))?
+        },
         counts: serde_json::from_str(&counts).map_err(|_| corrupt("cycle counts"))?,
         graph_requests: r.try_get("graph_requests").map_err(db_err)?,
         throttled: r.try_get("throttled").map_err(db_err)?,

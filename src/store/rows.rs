@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::domain::{AccountId, IntegrationId};
+use crate::domain::{AccountId, CycleStatus, IntegrationId, IntegrationKind, Trigger};
 
 /// An integration as stored. The token itself is never stored: only its SHA-256 (`token_hash`)
 /// for verification and, sealed with the secrets key, for the privacy-mode reveal.
@@ -15,7 +15,7 @@ pub struct IntegrationRow {
     pub account_id: AccountId,
     pub account_name: String,
     pub name: String,
-    pub kind: String,
+    pub kind: IntegrationKind,
     pub token_hash: Option<Vec<u8>>,
     pub token_hint: Option<String>,
     pub secret_sealed: Option<String>,
@@ -75,10 +75,9 @@ pub struct CycleRow {
     pub integration_id: String,
     /// The integration's name (filled in by reads).
     pub integration: Option<String>,
-    /// `scheduled`, `manual` or `on_demand`.
-    pub trigger: String,
+    pub trigger: Trigger,
     pub dry_run: bool,
-    pub outcome: String,
+    pub outcome: CycleStatus,
     /// Counts by action and status, and what the read found.
     pub counts: Value,
     pub graph_requests: i64,
@@ -101,7 +100,7 @@ impl CycleRow {
         id: &str,
         integration_id: &IntegrationId,
         integration: &str,
-        trigger: &str,
+        trigger: Trigger,
         dry_run: bool,
         now: DateTime<Utc>,
     ) -> Self {
@@ -109,9 +108,9 @@ impl CycleRow {
             id: id.to_owned(),
             integration_id: integration_id.to_string(),
             integration: Some(integration.to_owned()),
-            trigger: trigger.to_owned(),
+            trigger,
             dry_run,
-            outcome: "running".to_owned(),
+            outcome: CycleStatus::Running,
             counts: serde_json::json!({}),
             graph_requests: 0,
             throttled: 0,

@@ -17,7 +17,7 @@ use super::apply::{self, ApplyReport, Mode};
 use super::plan::{self, Plan, Policy};
 use crate::config::SyncSettings;
 use crate::domain::directory::{OpContext, diff_attributes};
-use crate::domain::{AttributeChange, Clock, Source, StoreError, UserRecord};
+use crate::domain::{AttributeChange, Clock, CycleStatus, Source, StoreError, UserRecord};
 use crate::entra::auth::TokenSource;
 use crate::entra::graph::{GraphReader, ReadError, ReadStats, ReaderConfig};
 use crate::entra::retry::RetryBudget;
@@ -32,24 +32,7 @@ pub struct SyncEnv {
     pub settings: SyncSettings,
 }
 
-/// What started a cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    Scheduled,
-    Manual,
-    OnDemand,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Scheduled => "scheduled",
-            Self::Manual => "manual",
-            Self::OnDemand => "on_demand",
-        }
-    }
-}
+pub use crate::domain::Trigger;
 
 #[derive(Debug, Clone, Copy)]
 pub struct CycleOptions {
@@ -74,6 +57,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The state the cycle's row records. A busy cycle never ran and records no row of its own;
+    /// should one be recorded, it changed nothing, which is what `failed` says.
+    pub fn recorded(self) -> CycleStatus {
+        match self {
+            Self::Success => CycleStatus::Success,
+            Self::Held => CycleStatus::Held,
+            Self::Failed | Self::Busy => CycleStatus::Failed,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Success => "success",
@@ -384,7 +377,7 @@ async fn recorded_cycle(
             &cycle_id,
             &integ.row.id,
             &integ.row.name,
-            opts.trigger.as_str(),
+            opts.trigger,
             opts.dry_run,
             now,
         );
@@ -414,7 +407,7 @@ async fn recorded_cycle(
             ),
         }
         if !opts.dry_run {
-            row.outcome = report.outcome.as_str().to_owned();
+            row.outcome = report.outcome.recorded();
             row.counts = report.counts();
             row.graph_requests = i64::try_from(report.graph.requests).unwrap_or(i64::MAX);
             row.throttled = i64::try_from(report.graph.throttled).unwrap_or(i64::MAX);

@@ -33,7 +33,7 @@ backend_test! {
             tenant_id: SAMPLE_TENANT_ID.to_owned(),
             client_id: SAMPLE_CLIENT_ID.to_owned(),
             service_principal_id: SAMPLE_SERVICE_PRINCIPAL_ID.to_owned(),
-            cloud: "global".to_owned(),
+            cloud: essentry_sync::entra::cloud::Cloud::Global,
             graph_url: Some(sim.graph_url()),
             authority_url: Some(sim.authority_url()),
             transitive: false,
@@ -59,10 +59,10 @@ backend_test! {
             let cycles = app.store().recent_cycles(&app.account, None, 10).await.ok()?;
             cycles
                 .into_iter()
-                .find(|c| c.trigger == "scheduled" && c.finished_at.is_some())
+                .find(|c| c.trigger == essentry_sync::domain::Trigger::Scheduled && c.finished_at.is_some())
         })
         .await;
-        assert_eq!(cycle.outcome, "success", "{backend:?}: {:?}", cycle.error_message);
+        assert_eq!(cycle.outcome, essentry_sync::domain::CycleStatus::Success, "{backend:?}: {:?}", cycle.error_message);
         let users = app
             .store()
             .list_users_light(&app.account)
