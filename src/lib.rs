@@ -18,9 +18,12 @@
 //! - [`metrics`]: Prometheus metrics (`/metrics`): SCIM requests, sync cycles, directory
 //!   changes, Graph and token requests, the outbox.
 //! - [`admin`]: the admin API (`/admin/v1`): on-demand provisioning, cycles, status.
+//! - [`admin_tokens`]: the admin API's tokens: create (optional expiry and account scope), list,
+//!   revoke, and the check of a presented token (recording its last use).
 //! - [`cli`]: the operator commands behind the `essentry-sync` binary.
 
 pub mod admin;
+pub mod admin_tokens;
 pub mod cli;
 pub mod config;
 pub mod domain;

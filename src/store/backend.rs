@@ -15,7 +15,7 @@ use crate::domain::{
 };
 use crate::store::sql_filter::{Param, Where};
 use crate::store::{
-    AdminTokenRow, CycleRow, IntegrationRow, LogQuery, LogRow, OutboxRow, corrupt, db_err,
+    AdminTokenInfo, AdminTokenRow, CycleRow, IntegrationRow, LogQuery, LogRow, OutboxRow, corrupt, db_err,
     skip_key,
 };
 
