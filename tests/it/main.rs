@@ -5,6 +5,7 @@ mod proc_support;
 #[macro_use]
 mod support;
 
+mod admin_tokens;
 mod cli;
 mod cli_sync;
 mod deprovision;
