@@ -194,7 +194,9 @@ fn outbox_row(r: &DbRow, status: String) -> Result<OutboxRow, StoreError> {
     })
 }
 
+/// Writes one provisioning-log row, every value bounded (see `crate::domain::clip`).
 pub async fn write_log(c: &mut Conn, e: &LogEntry) -> Result<(), StoreError> {
+    let e = &e.clipped();
     let modified =
         serde_json::to_string(&e.modified).map_err(|err| StoreError::Database(Box::new(err)))?;
     sqlx::query(
@@ -240,7 +242,7 @@ pub async fn list_log(
         ("i.name", q.integration.as_ref()),
         (
             "lower(l.user_name)",
-            q.user_name.as_ref().map(|u| u.to_lowercase()).as_ref(),
+            q.user_name.as_deref().map(fold_key).as_ref(),
         ),
         ("l.cycle_id", q.cycle_id.as_ref()),
         ("l.status", q.status.as_ref()),

@@ -12,7 +12,8 @@ use serde_json::{Number, Value};
 
 /// Longest filter or path accepted, in bytes.
 pub const MAX_INPUT_LEN: usize = 4096;
-/// Deepest nesting of parentheses, brackets and `not` accepted.
+/// Deepest nesting of parentheses, brackets and `not` accepted. Chains of `and`/`or` are not
+/// nesting: a long chain is limited by [`MAX_INPUT_LEN`] only.
 pub const MAX_DEPTH: usize = 32;
 
 /// An attribute path: `[schemaURN ":"] name ["." subAttr]`.
@@ -132,6 +133,33 @@ pub enum Filter {
     },
 }
 
+impl Filter {
+    /// The operands of a chain of one operator, flattened left to right: `a or b or c` (however
+    /// it is grouped) gives `[a, b, c]`; `a or b and c` gives `[a, b and c]`. Any other filter
+    /// is its own single operand. Iterative, so a long `or` chain costs no stack depth: only
+    /// real nesting (parentheses, brackets, `not`, mixed operators) does.
+    pub fn operands(&self) -> Vec<&Filter> {
+        let same = |f: &Filter| {
+            matches!(
+                (self, f),
+                (Filter::And(..), Filter::And(..)) | (Filter::Or(..), Filter::Or(..))
+            )
+        };
+        let mut out = Vec::new();
+        let mut stack = vec![self];
+        while let Some(f) = stack.pop() {
+            match f {
+                Filter::And(a, b) | Filter::Or(a, b) if same(f) => {
+                    stack.push(b);
+                    stack.push(a);
+                }
+                other => out.push(other),
+            }
+        }
+        out
+    }
+}
+
 /// A PATCH operation path: `attrPath ["[" valFilter "]"] ["." subAttr]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatchPath {
@@ -216,8 +244,14 @@ pub fn matches(filter: &Filter, resource: &Value, case_exact: &dyn Fn(&AttrPath)
             }
         }
         Filter::Present(path) => resolve(path, resource).iter().any(|v| is_present(v)),
-        Filter::And(a, b) => matches(a, resource, case_exact) && matches(b, resource, case_exact),
-        Filter::Or(a, b) => matches(a, resource, case_exact) || matches(b, resource, case_exact),
+        Filter::And(..) => filter
+            .operands()
+            .into_iter()
+            .all(|f| matches(f, resource, case_exact)),
+        Filter::Or(..) => filter
+            .operands()
+            .into_iter()
+            .any(|f| matches(f, resource, case_exact)),
         Filter::Not(inner) => !matches(inner, resource, case_exact),
         Filter::ValuePath { path, filter } => {
             let inner_exact = |inner: &AttrPath| -> bool {
@@ -334,7 +368,7 @@ fn compare(candidate: &Value, op: CompareOp, literal: &CompValue, exact: bool) -
             let (have, want) = if exact {
                 (have.clone(), want.clone())
             } else {
-                (have.to_lowercase(), want.to_lowercase())
+                (crate::domain::fold_key(have), crate::domain::fold_key(want))
             };
             match op {
                 CompareOp::Eq => have == want,
@@ -544,6 +578,10 @@ impl<'a> Parser<'a> {
                     let literal = &text[..=i];
                     self.pos += i + 1;
                     return match serde_json::from_str::<String>(literal) {
+                        Ok(s) if s.contains('\0') => Err(self.error_at(
+                            start,
+                            "a string value must not contain a NUL character (U+0000)".into(),
+                        )),
                         Ok(s) => Ok((Tok::Str(s), start)),
                         Err(e) => Err(self.error_at(start, format!("invalid string literal: {e}"))),
                     };
