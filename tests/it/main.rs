@@ -10,6 +10,7 @@ mod cli;
 mod cli_sync;
 mod deprovision;
 mod entra_tutorial;
+mod fuzz;
 mod input_hygiene;
 mod metrics;
 mod outbox_delivery;
