@@ -7,6 +7,7 @@ mod support;
 
 mod admin_tokens;
 mod cli;
+mod cli_admin;
 mod cli_sync;
 mod deprovision;
 mod entra_tutorial;
