@@ -135,6 +135,11 @@ async fn resolve_account(
         };
     }
     let account_name = requested.unwrap_or(&state.settings.directory.default_account);
+    if account_name.contains('\0') {
+        return Err(AdminError::BadRequest(
+            "`account` must not contain a NUL character".to_owned(),
+        ));
+    }
     let account = state
         .store
         .account_by_name(account_name)
