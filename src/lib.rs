@@ -1,8 +1,9 @@
 //! essentry-sync keeps an essentry user directory in step with Microsoft Entra ID.
 //!
 //! Layout:
-//! - [`domain`]: validated ids, neutral records and the provisioning operations (create,
-//!   update, deactivate/delete) with their side effects; no I/O crates.
+//! - [`domain`]: validated ids (userName keys in NFC, case-folded), neutral records, the
+//!   provisioning operations (create, update, deactivate/delete) with their side effects, and
+//!   the bounds on what the provisioning log keeps of a value; no I/O crates.
 //! - [`entra`]: Microsoft Entra ID and Graph: clouds, access tokens (client credentials), the
 //!   retry policy, the Graph reader (graph-rs-sdk) and a Graph simulator for tests and `demo`.
 //! - [`sync`]: the Graph pull sync: mapping, the pure planner, the executor, cycles,
