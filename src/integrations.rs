@@ -212,7 +212,8 @@ pub async fn create_graph(
         name: name.to_owned(),
         kind: IntegrationKind::Graph,
         token_hash: None,
-        token_hint: Some(secrets::token_hint(client_secret.expose())),
+        // Nothing of a client secret is kept in clear, not even its last characters.
+        token_hint: None,
         secret_sealed: Some(sealed),
         settings: serde_json::to_value(settings).map_err(|e| IntegrationError::BadSettings {
             name: name.to_owned(),
@@ -226,10 +227,13 @@ pub async fn create_graph(
         account: row.account_name,
         kind: row.kind,
         endpoint_url: settings.endpoints()?.graph_v1,
-        token: row.token_hint.unwrap_or_default(),
+        token: SEALED.to_owned(),
         created_at: row.created_at,
     })
 }
+
+/// What `integration list` shows for a Graph client secret without `--reveal`.
+pub const SEALED: &str = "(sealed)";
 
 /// An integration as shown to an operator.
 #[derive(Debug, Clone, Serialize)]
@@ -238,7 +242,8 @@ pub struct IntegrationView {
     pub account: String,
     pub kind: IntegrationKind,
     pub endpoint_url: String,
-    /// The token, or its masked hint unless revealed.
+    /// Revealed: the SCIM token or the Graph client secret. Otherwise the SCIM token's masked
+    /// hint, and for a Graph client secret only `(sealed)`.
     pub token: String,
     pub created_at: DateTime<Utc>,
 }
@@ -328,6 +333,8 @@ pub async fn list(
                 })?
                 .expose()
                 .to_owned(),
+            // A Graph client secret is never shown, even partly, without the reveal.
+            _ if r.kind == IntegrationKind::Graph => SEALED.to_owned(),
             _ => r.token_hint.clone().unwrap_or_else(|| "-".to_owned()),
         };
         let endpoint_url = match serde_json::from_value::<GraphSettings>(r.settings.clone()) {

@@ -1,8 +1,9 @@
 //! essentry-sync keeps an essentry user directory in step with Microsoft Entra ID.
 //!
 //! Layout:
-//! - [`domain`]: validated ids, neutral records and the provisioning operations (create,
-//!   update, deactivate/delete) with their side effects; no I/O crates.
+//! - [`domain`]: validated ids (userName keys in NFC, case-folded), neutral records, the
+//!   provisioning operations (create, update, deactivate/delete) with their side effects, and
+//!   the bounds on what the provisioning log keeps of a value; no I/O crates.
 //! - [`entra`]: Microsoft Entra ID and Graph: clouds, access tokens (client credentials), the
 //!   retry policy, the Graph reader (graph-rs-sdk) and a Graph simulator for tests and `demo`.
 //! - [`sync`]: the Graph pull sync: mapping, the pure planner, the executor, cycles,
@@ -20,9 +21,12 @@
 //! - [`metrics`]: Prometheus metrics (`/metrics`): SCIM requests, sync cycles, directory
 //!   changes, Graph and token requests, the outbox.
 //! - [`admin`]: the admin API (`/admin/v1`): on-demand provisioning, cycles, status.
+//! - [`admin_tokens`]: the admin API's tokens: create (optional expiry and account scope), list,
+//!   revoke, and the check of a presented token (recording its last use).
 //! - [`cli`]: the operator commands behind the `essentry-sync` binary.
 
 pub mod admin;
+pub mod admin_tokens;
 pub mod cli;
 pub mod config;
 pub mod domain;

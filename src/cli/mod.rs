@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
@@ -20,6 +20,7 @@ use crate::integrations;
 use crate::secrets::SecretKey;
 use crate::store::{LogQuery, Store, StoreConfig};
 
+mod admin_token;
 mod demo;
 mod directory;
 mod sync;
@@ -67,9 +68,9 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Create admin API tokens.
+    /// Create, list and revoke admin API tokens.
     #[command(subcommand)]
-    AdminToken(sync::AdminTokenCmd),
+    AdminToken(admin_token::AdminTokenCmd),
     /// Try the pull sync end to end against a built-in Graph simulator (no configuration, no
     /// Microsoft tenant needed); prints what happened.
     Demo(demo::DemoArgs),
@@ -139,6 +140,10 @@ pub enum IntegrationCmd {
         /// Internal name, e.g. EntraID.
         #[arg(long)]
         name: String,
+        /// Create the account named by --account if it does not exist yet (otherwise an
+        /// unknown account is refused, so a typo cannot create one).
+        #[arg(long)]
+        create_account: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -236,11 +241,30 @@ impl Env {
             .unwrap_or(&self.settings.directory.default_account)
     }
 
+    /// The account a command acts on. The default account (`directory.default_account`) is
+    /// created on first use; an account named with `--account` must exist.
     pub(crate) async fn account(&self, common: &Common) -> Result<AccountId> {
-        Ok(self
-            .store
-            .ensure_account(self.account_name(common), self.clock.now())
-            .await?)
+        self.account_or_create(common, false).await
+    }
+
+    /// As [`Env::account`], creating a missing `--account` when `create` is set (the
+    /// `--create-account` of the commands that onboard an account: `integration create-*`).
+    pub(crate) async fn account_or_create(
+        &self,
+        common: &Common,
+        create: bool,
+    ) -> Result<AccountId> {
+        let name = self.account_name(common);
+        if create || name == self.settings.directory.default_account {
+            return Ok(self.store.ensure_account(name, self.clock.now()).await?);
+        }
+        self.store.account_by_name(name).await?.ok_or_else(|| {
+            anyhow!(
+                "no account {name:?}: check the spelling (an account is created by \
+                 `integration create-scim --account {name} --create-account` or \
+                 `integration create-graph ... --create-account`)"
+            )
+        })
     }
 
     pub(crate) fn secret_key(&self) -> Result<SecretKey> {
@@ -303,7 +327,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
         } => outbox(Env::open(settings).await?, action, dead, common).await,
         Command::Sync(args) => sync::sync(Env::open(settings).await?, args).await,
         Command::Status { common } => sync::status(Env::open(settings).await?, common).await,
-        Command::AdminToken(cmd) => sync::admin_token(Env::open(settings).await?, cmd).await,
+        Command::AdminToken(cmd) => admin_token::run(Env::open(settings).await?, cmd).await,
         Command::Demo(args) => demo::run(settings, args).await,
         Command::Logs {
             common,
@@ -413,8 +437,12 @@ async fn integration(env: Env, cmd: IntegrationCmd) -> Result<()> {
     let endpoint = env.settings.scim_base_url();
     match cmd {
         IntegrationCmd::CreateGraph(args) => sync::create_graph(env, args).await,
-        IntegrationCmd::CreateScim { name, common } => {
-            let account = env.account(&common).await?;
+        IntegrationCmd::CreateScim {
+            name,
+            create_account,
+            common,
+        } => {
+            let account = env.account_or_create(&common, create_account).await?;
             let key = env.secret_key()?;
             let (view, _token) = integrations::create_scim(
                 &env.store,

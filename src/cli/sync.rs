@@ -1,17 +1,16 @@
 //! The pull-sync commands: `integration create-graph`, `sync` (a cycle, a dry run, approving
-//! held deletions, or one user on demand), `status` and `admin-token create`.
+//! held deletions, or one user on demand) and `status`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::{Args, Subcommand};
+use clap::Args;
 use serde_json::json;
 
 use super::{Common, Env, print_json};
 use crate::entra::cloud::Cloud;
 use crate::integrations::{self, GraphIntegration, GraphSettings};
-use crate::secrets::{self, Secret};
-use crate::store::AdminTokenRow;
+use crate::secrets::Secret;
 use crate::sync::cycle::{CycleOptions, CycleReport, Outcome, SyncEnv, Trigger, run_cycle};
 use crate::sync::mapping::{Mapping, UserNameSource};
 use crate::sync::on_demand::{OnDemandReport, StepStatus, provision_user};
@@ -64,6 +63,10 @@ pub struct CreateGraphArgs {
     /// 0 = no limit).
     #[arg(long)]
     pub max_delete_percent: Option<f64>,
+    /// Create the account named by --account if it does not exist yet (otherwise an unknown
+    /// account is refused, so a typo cannot create one).
+    #[arg(long)]
+    pub create_account: bool,
     #[command(flatten)]
     pub common: Common,
 }
@@ -85,18 +88,6 @@ pub struct SyncArgs {
     pub user: Option<String>,
     #[command(flatten)]
     pub common: Common,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AdminTokenCmd {
-    /// Create an admin API token (shown once; only its hash is stored).
-    Create {
-        /// A name to recognise the token by.
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 fn parse_cloud(value: &str) -> Result<Cloud, String> {
@@ -168,7 +159,9 @@ pub(super) async fn create_graph(env: Env, args: CreateGraphArgs) -> Result<()> 
         },
         schedule: args.schedule.clone(),
     };
-    let account = env.account(&args.common).await?;
+    let account = env
+        .account_or_create(&args.common, args.create_account)
+        .await?;
     let key = env.secret_key()?;
     let view = integrations::create_graph(
         &env.store,
@@ -191,7 +184,7 @@ pub(super) async fn create_graph(env: Env, args: CreateGraphArgs) -> Result<()> 
     println!("  Graph:        {}", view.endpoint_url);
     println!("  tenant:       {}", settings.tenant_id);
     println!("  client id:    {}", settings.client_id);
-    println!("  secret:       {} (sealed at rest)", view.token);
+    println!("  secret:       sealed at rest (`integration list --reveal` shows it)");
     println!(
         "  scope:        users and groups assigned to service principal {}{}",
         settings.service_principal_id,
@@ -445,34 +438,5 @@ pub(super) async fn status(env: Env, common: Common) -> Result<()> {
             println!("  error: {e}");
         }
     }
-    Ok(())
-}
-
-pub(super) async fn admin_token(env: Env, cmd: AdminTokenCmd) -> Result<()> {
-    let AdminTokenCmd::Create { name, json } = cmd;
-    let token = secrets::generate_admin_token()?;
-    let row = AdminTokenRow {
-        id: uuid::Uuid::new_v4().to_string(),
-        name: name.trim().to_owned(),
-        token_hash: secrets::token_hash(token.expose()),
-        token_hint: secrets::token_hint(token.expose()),
-        created_at: env.clock.now(),
-    };
-    let mut tx = env.store.begin().await?;
-    tx.insert_admin_token(&row).await.map_err(|e| match e {
-        crate::domain::StoreError::Conflict(_) => {
-            anyhow!("an admin token named {:?} exists", row.name)
-        }
-        other => other.into(),
-    })?;
-    tx.commit().await?;
-    if json {
-        return print_json(&json!({ "name": row.name, "token": token.expose() }));
-    }
-    println!(
-        "Admin token {:?} (shown once; send it as `Authorization: Bearer <token>`):",
-        row.name
-    );
-    println!("{}", token.expose());
     Ok(())
 }

@@ -294,9 +294,14 @@ fn split_list(v: Option<&str>) -> Vec<String> {
 
 /// Splits a possibly URN-qualified path into (schema, top-level attribute, sub-attribute).
 fn split_path<'a>(path: &'a str, core: &str) -> (Option<&'a str>, &'a str, Option<&'a str>) {
-    let (schema, rest) = if path.len() > core.len() && path[..core.len()].eq_ignore_ascii_case(core)
-    {
-        (None, path[core.len()..].trim_start_matches(':'))
+    // `get` rather than indexing: a non-ASCII path may have no character boundary at
+    // `core.len()`, and must then simply not match.
+    let core_rest = path
+        .get(..core.len())
+        .filter(|head| path.len() > core.len() && head.eq_ignore_ascii_case(core))
+        .and_then(|_| path.get(core.len()..));
+    let (schema, rest) = if let Some(rest) = core_rest {
+        (None, rest.trim_start_matches(':'))
     } else if path.starts_with("urn:") {
         match path.rfind(':') {
             Some(i) => {

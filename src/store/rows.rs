@@ -129,8 +129,28 @@ pub struct AdminTokenRow {
     pub id: String,
     pub name: String,
     pub token_hash: Vec<u8>,
+    /// What identifies the token's kind without revealing any of it (`essy_admin_…`).
     pub token_hint: String,
     pub created_at: DateTime<Utc>,
+    /// After this instant the token is refused (`None`: it does not expire).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The one account the token may act on (`None`: every account).
+    pub account_id: Option<AccountId>,
+    /// That account's name (read back with the token; not written).
+    pub account_name: Option<String>,
+    /// Last successful use, recorded at most once a minute.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// An admin token as `admin-token list` shows it: never the token, its hash or its hint.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminTokenInfo {
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The account the token is limited to (`None`: every account).
+    pub account: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,10 +5,14 @@ mod proc_support;
 #[macro_use]
 mod support;
 
+mod admin_tokens;
 mod cli;
+mod cli_admin;
 mod cli_sync;
 mod deprovision;
 mod entra_tutorial;
+mod fuzz;
+mod input_hygiene;
 mod metrics;
 mod outbox_delivery;
 mod replicas;
