@@ -47,6 +47,8 @@ pub struct SyncSettings {
     pub retry_budget_wait_secs: u64,
     /// A listing longer than this many pages aborts the cycle.
     pub max_pages: u32,
+    /// More users than this in one listing or in the whole scope aborts the cycle.
+    pub max_users: u64,
     /// Graph requests in flight at once during a read.
     pub concurrency: usize,
     /// Timeout of one Graph request, in seconds.
@@ -66,6 +68,7 @@ impl Default for SyncSettings {
             retry_budget_retries: 200,
             retry_budget_wait_secs: 15 * 60,
             max_pages: 10_000,
+            max_users: 1_000_000,
             concurrency: 4,
             request_timeout_secs: 60,
         }

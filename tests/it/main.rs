@@ -9,6 +9,7 @@ mod cli;
 mod cli_sync;
 mod deprovision;
 mod entra_tutorial;
+mod graph_loops;
 mod metrics;
 mod outbox_delivery;
 mod replicas;
