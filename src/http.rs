@@ -16,6 +16,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -135,6 +136,26 @@ fn request_span(req: &Request) -> tracing::Span {
     )
 }
 
+/// The answer to a request whose handler panicked: a SCIM 500 error (the handler's transaction,
+/// if one was open, was dropped and rolled back). The panic is logged, cut to 300 characters.
+fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let message = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    let cut: String = message.chars().take(300).collect();
+    tracing::error!(panic = %cut, "a request handler panicked; answered 500");
+    crate::scim::error::ScimError::internal().into_response()
+}
+
+/// Catches a panic in any handler and answers it with [`panic_response`] instead of dropping
+/// the connection.
+pub fn catch_panic_layer()
+-> CatchPanicLayer<fn(Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response> {
+    CatchPanicLayer::custom(panic_response as fn(_) -> _)
+}
+
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(healthz))
@@ -153,7 +174,8 @@ pub fn app(state: AppState) -> Router {
                     MakeRequestUuid,
                 ))
                 .layer(TraceLayer::new_for_http().make_span_with(request_span))
-                .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone())),
+                .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+                .layer(catch_panic_layer()),
         )
         .with_state(state)
 }
@@ -167,4 +189,43 @@ pub async fn serve(
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_scim_500() {
+        let app: Router = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    let s = "é";
+                    // A byte index inside a character: the panic the layer must catch.
+                    let i = s.len() - 1;
+                    s.get(..i)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| panic!("boom at {i}"))
+                }),
+            )
+            .layer(catch_panic_layer());
+        let request = axum::http::Request::get("/boom")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()[axum::http::header::CONTENT_TYPE],
+            crate::scim::error::SCIM_CONTENT_TYPE
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["schemas"][0], crate::scim::error::ERROR_URN);
+        assert_eq!(json["status"], "500");
+    }
 }

@@ -7,6 +7,7 @@ pub mod directory;
 pub mod ids;
 pub mod model;
 pub mod notice;
+pub mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::{

@@ -175,7 +175,7 @@ impl ListRequest {
             projection: super::resource::Projection::new(
                 q.get("attributes"),
                 q.get("excludedAttributes"),
-            ),
+            )?,
         })
     }
 
@@ -244,7 +244,7 @@ impl ListRequest {
             projection: super::resource::Projection::new(
                 list("attributes")?.as_deref(),
                 list("excludedAttributes")?.as_deref(),
-            ),
+            )?,
         })
     }
 }

@@ -10,6 +10,7 @@ mod cli_sync;
 mod deprovision;
 mod entra_tutorial;
 mod graph_loops;
+mod hostile_scim;
 mod metrics;
 mod outbox_delivery;
 mod replicas;
