@@ -35,6 +35,8 @@ pub struct Inner {
     pub secret_key: Option<SecretKey>,
     /// This server's request metrics and the registry `/metrics` serves.
     pub metrics: crate::metrics::HttpMetrics,
+    /// Background tasks that are not running (`/readyz` reports them).
+    pub readiness: crate::supervise::Readiness,
 }
 
 /// Shared, cheaply cloned state of the server.
@@ -68,6 +70,7 @@ impl AppState {
             scim_base,
             secret_key,
             metrics: crate::metrics::HttpMetrics::new(),
+            readiness: crate::supervise::Readiness::default(),
         }))
     }
 }
@@ -76,11 +79,19 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the database answers and its schema is current: every migration this build
+/// Ready when every supervised background task runs (see [`crate::supervise`]), the database
+/// answers and its schema is current: every migration this build
 /// embeds is recorded in `_sqlx_migrations` as applied, with its checksum. Otherwise 503 with a
 /// short reason (the details of a database error go to the log, not to this unauthenticated
 /// answer).
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let stopped = state.readiness.problems();
+    if !stopped.is_empty() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", stopped.join("; ")),
+        );
+    }
     match state.store.migration_problems().await {
         Ok(problems) if problems.is_empty() => (StatusCode::OK, "ready\n".to_owned()),
         Ok(problems) => {

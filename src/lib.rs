@@ -14,7 +14,10 @@
 //! - [`integrations`]: creating, listing (masked or revealed) and deleting integrations.
 //! - [`secrets`]: integration tokens (hashed for verification, sealed for the reveal) and keys.
 //! - [`config`]: settings from `config/essentry-sync.toml` and the environment.
-//! - [`http`]: application state, the axum server and health.
+//! - [`http`]: application state, the server (timeouts, connection limit, panics answered as
+//!   SCIM 500s) and health.
+//! - [`supervise`]: restarts a background task that panicked (with backoff) and the readiness
+//!   registry `/readyz` reads.
 //! - [`metrics`]: Prometheus metrics (`/metrics`): SCIM requests, sync cycles, directory
 //!   changes, Graph and token requests, the outbox.
 //! - [`admin`]: the admin API (`/admin/v1`): on-demand provisioning, cycles, status.
@@ -32,4 +35,5 @@ pub mod notify;
 pub mod scim;
 pub mod secrets;
 pub mod store;
+pub mod supervise;
 pub mod sync;

@@ -401,14 +401,15 @@ async fn serve(mut settings: Settings, listen: Option<String>) -> Result<()> {
         .start()
         .await
         .map_err(|e| anyhow!("starting the sync scheduler: {e}"))?;
-    // Delivers the outbox (guest emails) until shutdown; see crate::notify.
-    let mail = crate::notify::DeliveryWorker::from_settings(
+    let mail_worker = crate::notify::DeliveryWorker::from_settings(
         env.store.clone(),
         env.clock.clone(),
         &env.settings.mail,
-    )?
-    .start();
+    )?;
     let state = AppState::with_key(env.store, env.clock, env.settings, Some(key));
+    // Delivers the outbox (guest emails) until shutdown, restarted should it panic (`/readyz`
+    // says so meanwhile); see crate::notify and crate::supervise.
+    let mail = mail_worker.start_supervised(state.readiness.clone());
     tracing::info!(address = %local, scim = %state.scim_base, backend = state.store.backend_name(), "essentry-sync serving");
     let stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(http::serve(

@@ -17,7 +17,7 @@ use super::patch::{self, GROUP_SCHEMA, MemberChange};
 use super::request::{Caller, ListRequest, QueryParams, ScimBody, if_match};
 use super::resource::{self, GROUP_URN, Projection};
 use super::scim_response;
-use super::write::{Limits, PATCH_ATTEMPTS, transact};
+use super::write::{Limits, transact};
 
 /// The cost limits of SCIM writes.
 fn limits(state: &AppState) -> Limits {
@@ -303,32 +303,43 @@ pub async fn patch(
     limits.check_operations(&ops)?;
     let (ops, member_changes) = patch::split_member_ops(ops)?;
     let members_changed = member_changes.len();
-    let mut attempt = 0;
-    let updated = loop {
-        attempt += 1;
-        let stored = state.store.group_by_id(&caller.account, &id).await?;
-        let current = check_version(stored, &id, expected)?;
+    let stored = state.store.group_by_id(&caller.account, &id).await?;
+    let current = check_version(stored, &id, expected)?;
+    let patched = |current: &GroupRecord| {
         let mut resource = current.resource.clone();
         resource.insert("displayName".to_owned(), json!(current.display_name));
         limits.apply_patch(&mut resource, &ops, &GROUP_SCHEMA)?;
-        let changes = member_changes.clone();
-        let now = state.clock.now();
-        let written = transact(&state, async |tx: &mut Tx| {
-            let Some(updated) = write(tx, &current, resource, now).await? else {
-                return Ok(None);
-            };
-            apply_member_changes(tx, &caller, &id, changes).await?;
-            Ok::<_, ScimError>(Some(updated))
-        })
-        .await?;
-        match written {
-            Some(updated) => break updated,
-            // Another write came first; without If-Match the PATCH applies to the new version.
-            None if expected.is_none() && attempt < PATCH_ATTEMPTS => {
-                tracing::debug!(attempt, "group changed during the PATCH; applying it again");
-            }
-            None => return Err(changed_meanwhile()),
+        Ok::<_, ScimError>(resource)
+    };
+    let resource = patched(&current)?;
+    let now = state.clock.now();
+    let changes = member_changes.clone();
+    let written = transact(&state, async |tx: &mut Tx| {
+        let Some(updated) = write(tx, &current, resource, now).await? else {
+            return Ok(None);
+        };
+        apply_member_changes(tx, &caller, &id, changes).await?;
+        Ok::<_, ScimError>(Some(updated))
+    })
+    .await?;
+    let updated = match written {
+        Some(updated) => updated,
+        // Another write came first, and the client set no precondition: apply the PATCH to
+        // the current version under the row lock.
+        None if expected.is_none() => {
+            tracing::debug!("group changed during the PATCH; applying it under the lock");
+            transact(&state, async |tx: &mut Tx| {
+                let locked = check_version(tx.group_by_id(&caller.account, &id).await?, &id, None)?;
+                let resource = patched(&locked)?;
+                let updated = write(tx, &locked, resource, now)
+                    .await?
+                    .ok_or_else(changed_meanwhile)?;
+                apply_member_changes(tx, &caller, &id, member_changes).await?;
+                Ok::<_, ScimError>(updated)
+            })
+            .await?
         }
+        None => return Err(changed_meanwhile()),
     };
     tracing::info!(group_id = %id, member_changes = members_changed, "group patched");
     // RFC 7644 §3.5.2: 204 unless the client asked for attributes back.

@@ -21,7 +21,7 @@ use super::patch::{self, USER_SCHEMA};
 use super::request::{Caller, ListRequest, QueryParams, ScimBody, if_match};
 use super::resource::{self, Projection, USER_URN};
 use super::scim_response;
-use super::write::{Limits, PATCH_ATTEMPTS, transact};
+use super::write::{Limits, transact};
 
 fn context(state: &AppState, caller: &Caller) -> OpContext {
     OpContext {
@@ -256,41 +256,39 @@ pub async fn patch(
         let limits = limits(&state);
         limits.check_operations(&ops)?;
         let ctx = context(&state, &caller);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let current = state
-                .store
-                .user_by_id(&caller.account, &id)
-                .await?
-                .ok_or_else(|| ScimError::not_found(format!("no user with id {id}")))?;
-            if let Some(expected) = expected.filter(|v| *v != current.version) {
-                return Err(DirectoryError::VersionMismatch {
-                    expected,
-                    actual: current.version,
-                }
-                .into());
+        let current = state
+            .store
+            .user_by_id(&caller.account, &id)
+            .await?
+            .ok_or_else(|| ScimError::not_found(format!("no user with id {id}")))?;
+        if let Some(expected) = expected.filter(|v| *v != current.version) {
+            return Err(DirectoryError::VersionMismatch {
+                expected,
+                actual: current.version,
             }
-            let desired = patched_user(&current, &ops, &limits)?;
-            let update = async |tx: &mut Tx| {
-                directory::update_user(tx, &ctx, &id, desired, Some(current.version)).await
-            };
-            match transact(&state, update).await {
-                // Another write came first; without If-Match the PATCH applies to the new version.
-                Err(DirectoryError::VersionMismatch { .. })
-                    if expected.is_none() && attempt < PATCH_ATTEMPTS =>
-                {
-                    tracing::debug!(attempt, "user changed during the PATCH; applying it again");
-                }
-                Err(DirectoryError::VersionMismatch { .. }) if expected.is_none() => {
-                    return Err(ScimError::new(
-                        StatusCode::PRECONDITION_FAILED,
-                        None,
-                        "the user kept changing during the request; retry",
-                    ));
-                }
-                other => return Ok(other?),
+            .into());
+        }
+        let desired = patched_user(&current, &ops, &limits)?;
+        let update = async |tx: &mut Tx| {
+            directory::update_user(tx, &ctx, &id, desired, Some(current.version)).await
+        };
+        match transact(&state, update).await {
+            // Another write came first, and the client set no precondition: apply the PATCH to
+            // the current version under the row lock.
+            Err(DirectoryError::VersionMismatch { .. }) if expected.is_none() => {
+                tracing::debug!("user changed during the PATCH; applying it under the lock");
+                let locked = async |tx: &mut Tx| {
+                    let current = tx
+                        .user_by_id(&caller.account, &id)
+                        .await?
+                        .ok_or_else(|| ScimError::not_found(format!("no user with id {id}")))?;
+                    let desired = patched_user(&current, &ops, &limits)?;
+                    let version = Some(current.version);
+                    Ok(directory::update_user(tx, &ctx, &id, desired, version).await?)
+                };
+                transact(&state, locked).await
             }
+            other => Ok(other?),
         }
     };
     let span = tracing::info_span!("patch_user", user_id = %id);

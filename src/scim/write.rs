@@ -5,9 +5,11 @@
 //!
 //! A PATCH is applied outside the transaction because applying it is the CPU-heavy part: the
 //! single SQLite writer is held only for the write itself. The write then checks the version the
-//! PATCH was applied to; when another request changed the resource in between, the PATCH is
-//! applied again to the new version (a request without `If-Match`) or refused with 412 (a
-//! request whose `If-Match` named the version that is now stale).
+//! PATCH was applied to. When another request changed the resource in between, a request whose
+//! `If-Match` named the now stale version is refused with 412; one without `If-Match` asked for
+//! no precondition, so its PATCH is applied again to the current version inside the write
+//! transaction, under the row lock, where no other write can come first (the limits bound what
+//! that costs).
 
 use serde_json::{Map, Value};
 
@@ -18,10 +20,6 @@ use crate::store::Tx;
 
 use super::error::ScimError;
 use super::patch::{self, PatchOp, ResourceSchema};
-
-/// How often a PATCH without `If-Match` is applied again after losing a race with another
-/// write, before it is refused with 412.
-pub const PATCH_ATTEMPTS: u32 = 3;
 
 /// The request-cost limits of the SCIM endpoint (`[scim]` settings).
 #[derive(Debug, Clone, Copy)]

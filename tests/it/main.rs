@@ -13,6 +13,7 @@ mod graph_loops;
 mod hostile_scim;
 mod metrics;
 mod outbox_delivery;
+mod outbox_poison;
 mod replicas;
 mod scim_groups;
 mod scim_protocol;
