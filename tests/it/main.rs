@@ -11,6 +11,7 @@ mod deprovision;
 mod entra_tutorial;
 mod graph_loops;
 mod hostile_scim;
+mod listener;
 mod metrics;
 mod outbox_delivery;
 mod outbox_poison;
