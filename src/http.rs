@@ -4,6 +4,10 @@
 //! Every request runs in a `request` tracing span carrying its request id (the client's
 //! `x-request-id` when it is a sane token, else a new UUID; echoed in the response), the method
 //! and the path — never headers or the query string, so no token reaches a log line.
+//!
+//! The listener ([`serve`]) bounds what a client can hold: a header-read timeout, a request
+//! timeout (408) and a connection limit (`[server]` settings); a handler that panics is
+//! answered with a SCIM 500 error ([`catch_panic_layer`]) instead of a dropped connection.
 
 use std::future::Future;
 use std::ops::Deref;

@@ -10,7 +10,8 @@
 //! - [`notify`]: delivery of the outbox (guest emails): templates, SMTP or `.eml` files, and
 //!   the worker `serve` runs (leased claims, backoff, dead messages).
 //! - [`store`]: sqlx storage, SQLite (embedded default) and PostgreSQL, one SQL source for both.
-//! - [`scim`]: the SCIM 2.0 push endpoint (RFC 7643/7644): router, filter, PATCH, errors.
+//! - [`scim`]: the SCIM 2.0 push endpoint (RFC 7643/7644): router, filter, PATCH, errors, and
+//!   the write skeleton with the request-cost limits.
 //! - [`integrations`]: creating, listing (masked or revealed) and deleting integrations.
 //! - [`secrets`]: integration tokens (hashed for verification, sealed for the reveal) and keys.
 //! - [`config`]: settings from `config/essentry-sync.toml` and the environment.

@@ -97,6 +97,10 @@ pub(crate) async fn book_appointment(
     ends_at: Option<DateTime<Utc>>,
     guests: Vec<Guest>,
 ) -> Result<Appointment> {
+    if title.trim().is_empty() {
+        bail!("--title must not be empty");
+    }
+    text::check_display_text("--title", title)?;
     let host = store
         .user_by_name(account, host_name)
         .await?
@@ -105,10 +109,6 @@ pub(crate) async fn book_appointment(
     if ends_at <= starts_at {
         bail!("--ends-at must be after --starts-at");
     }
-    if title.trim().is_empty() {
-        bail!("--title must not be empty");
-    }
-    text::check_display_text("--title", title)?;
     let display = [
         host.attrs.given_name.as_deref(),
         host.attrs.family_name.as_deref(),

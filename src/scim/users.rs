@@ -44,8 +44,8 @@ fn limits(state: &AppState) -> Limits {
 }
 
 /// Awaits one user write and records a refused or failed one in the provisioning log (best
-/// effort: the response to the client does not depend on it). A request for a user that does
-/// not exist is not logged: it names no user.
+/// effort: the response to the client does not depend on it). A DELETE of a user that does not
+/// exist is not logged: it names no user.
 async fn logged<T>(
     state: &AppState,
     caller: &Caller,

@@ -115,3 +115,34 @@ backend_test! {
         app.finish().await;
     }
 }
+
+/// `appointments create` refuses a guest name or title with control characters, with a clear
+/// error, before anything is stored.
+#[test]
+fn the_cli_refuses_control_characters_in_guests_and_titles() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |title: &str, guest: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_essentry-sync"))
+            .args(["appointments", "create", "--host", "nobody@contoso.com"])
+            .args(["--starts-at", "2030-01-01T09:00:00Z", "--title", title])
+            .args(["--guest", guest])
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("run essentry-sync")
+    };
+    let out = run("Review", "Evil\r\nBcc: x@evil.example <s@x.example>");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the guest name must not contain control characters"),
+        "{err}"
+    );
+    let out = run("Review\r\nX-Injected: 1", "g@example.org");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--title must not contain control characters"),
+        "{err}"
+    );
+}
