@@ -300,3 +300,42 @@ pub async fn serve(
     graceful.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_scim_500() {
+        let app: Router = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    let s = "é";
+                    // A byte index inside a character: the panic the layer must catch.
+                    let i = s.len() - 1;
+                    s.get(..i)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| panic!("boom at {i}"))
+                }),
+            )
+            .layer(catch_panic_layer());
+        let request = axum::http::Request::get("/boom")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()[axum::http::header::CONTENT_TYPE],
+            crate::scim::error::SCIM_CONTENT_TYPE
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["schemas"][0], crate::scim::error::ERROR_URN);
+        assert_eq!(json["status"], "500");
+    }
+}
