@@ -19,6 +19,27 @@ pub struct Settings {
     pub sync: SyncSettings,
     pub admin: AdminSettings,
     pub mail: MailSettings,
+    pub scim: ScimSettings,
+}
+
+/// What one SCIM request may cost (see [`crate::scim::write`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ScimSettings {
+    /// Most operations in one PATCH request (`400 tooMany` beyond).
+    pub max_patch_operations: usize,
+    /// Most values in one multi-valued attribute such as `emails` (`400 invalidValue` beyond);
+    /// group members are not counted.
+    pub max_multi_valued: usize,
+}
+
+impl Default for ScimSettings {
+    fn default() -> Self {
+        Self {
+            max_patch_operations: 1000,
+            max_multi_valued: 100,
+        }
+    }
 }
 
 /// The pull sync's schedule, guards and limits.
@@ -50,6 +71,8 @@ pub struct SyncSettings {
     pub retry_budget_wait_secs: u64,
     /// A listing longer than this many pages aborts the cycle.
     pub max_pages: u32,
+    /// More users than this in one listing or in the whole scope aborts the cycle.
+    pub max_users: u64,
     /// Graph requests in flight at once during a read.
     pub concurrency: usize,
     /// Timeout of one Graph request, in seconds.
@@ -70,6 +93,7 @@ impl Default for SyncSettings {
             retry_budget_retries: 200,
             retry_budget_wait_secs: 15 * 60,
             max_pages: 10_000,
+            max_users: 1_000_000,
             concurrency: 4,
             request_timeout_secs: 60,
         }
@@ -214,6 +238,13 @@ pub struct ServerSettings {
     pub max_page_size: i64,
     /// Seconds `serve` waits on SIGTERM/SIGINT for in-flight requests and a running cycle.
     pub shutdown_grace_secs: u64,
+    /// Seconds a client has to send a request's headers (also how long an idle keep-alive
+    /// connection stays open); then the connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// Seconds one request may take, body included; then it is answered 408 and cut off.
+    pub request_timeout_secs: u64,
+    /// Most connections served at once; further ones wait to be accepted.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -278,6 +309,9 @@ impl Default for ServerSettings {
             max_body_bytes: 1024 * 1024,
             max_page_size: 1000,
             shutdown_grace_secs: 30,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 60,
+            max_connections: 1024,
         }
     }
 }

@@ -11,13 +11,17 @@
 //! - [`notify`]: delivery of the outbox (guest emails): templates, SMTP or `.eml` files, and
 //!   the worker `serve` runs (leased claims, backoff, dead messages).
 //! - [`store`]: sqlx storage, SQLite (embedded default) and PostgreSQL, one SQL source for both.
-//! - [`scim`]: the SCIM 2.0 push endpoint (RFC 7643/7644): router, filter, PATCH, errors.
+//! - [`scim`]: the SCIM 2.0 push endpoint (RFC 7643/7644): router, filter, PATCH, errors, and
+//!   the write skeleton with the request-cost limits.
 //! - [`integrations`]: creating, listing (masked or revealed) and deleting integrations.
 //! - [`secrets`]: integration tokens (hashed for verification, sealed for the reveal) and keys.
 //! - [`config`]: settings from `config/essentry-sync.toml` and the environment.
-//! - [`http`]: application state, the axum server and health.
+//! - [`http`]: application state, the server (timeouts, connection limit, panics answered as
+//!   SCIM 500s) and health.
 //! - [`service`]: what `serve` runs — the HTTP server, the sync scheduler and the outbox
 //!   worker — started by one builder that the CLI and the tests share, and stopped in order.
+//! - [`supervise`]: restarts a background task that panicked (with backoff) and the readiness
+//!   registry `/readyz` reads.
 //! - [`metrics`]: Prometheus metrics (`/metrics`): SCIM requests, sync cycles, directory
 //!   changes, Graph and token requests, the outbox.
 //! - [`admin`]: the admin API (`/admin/v1`): on-demand provisioning, cycles, status.
@@ -39,4 +43,5 @@ pub mod scim;
 pub mod secrets;
 pub mod service;
 pub mod store;
+pub mod supervise;
 pub mod sync;

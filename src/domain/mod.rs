@@ -9,6 +9,7 @@ pub mod ids;
 pub mod kinds;
 pub mod model;
 pub mod notice;
+pub mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::{

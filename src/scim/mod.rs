@@ -12,6 +12,7 @@ pub mod request;
 pub mod resource;
 pub mod schema;
 pub mod users;
+pub mod write;
 
 use axum::Router;
 use axum::extract::{Request, State};

@@ -233,7 +233,7 @@ impl ListRequest {
             projection: super::resource::Projection::new(
                 q.get("attributes"),
                 q.get("excludedAttributes"),
-            ),
+            )?,
         })
     }
 
@@ -302,7 +302,7 @@ impl ListRequest {
             projection: super::resource::Projection::new(
                 list("attributes")?.as_deref(),
                 list("excludedAttributes")?.as_deref(),
-            ),
+            )?,
         })
     }
 }

@@ -202,6 +202,7 @@ pub fn reader(env: &SyncEnv, integ: &GraphIntegration) -> Result<GraphReader, Re
     );
     config.transitive = integ.settings.transitive;
     config.max_pages = env.settings.max_pages.max(1);
+    config.max_users = usize::try_from(env.settings.max_users.max(1)).unwrap_or(usize::MAX);
     config.concurrency = env.settings.concurrency.max(1);
     config.timeout = Duration::from_secs(env.settings.request_timeout_secs.max(1));
     let budget = RetryBudget::new(

@@ -459,7 +459,13 @@ backend_test! {
 
 /// A failed cycle changed nothing: the unassigned user is still there, nothing was logged, and
 /// the cycle row says why.
-async fn assert_failed(w: &World, r: &CycleReport, code: &str, log_rows: usize, what: &str) {
+pub(crate) async fn assert_failed(
+    w: &World,
+    r: &CycleReport,
+    code: &str,
+    log_rows: usize,
+    what: &str,
+) {
     let backend = w.backend();
     assert_eq!(r.outcome, Outcome::Failed, "{backend:?} {what}: {r:#?}");
     let error = r.error.as_ref().expect("an error");
