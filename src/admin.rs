@@ -1,6 +1,9 @@
 //! The admin API under `/admin/v1`, for operators and their tooling. It is protected by its own
 //! bearer tokens (`essentry-sync admin-token create`; only their SHA-256 is stored and compared
-//! in constant time), separate from the SCIM tokens.
+//! in constant time, see [`crate::admin_tokens`]), separate from the SCIM tokens. Unknown,
+//! revoked and expired tokens get 401. A token scoped to one account acts on that account only:
+//! a request naming another account answers 404 exactly as for an integration that does not
+//! exist, and `status` lists that account's integrations only.
 //!
 //! - `POST /admin/v1/integrations/{name}/provision-on-demand` `{"user": "<UPN or object id>",
 //!   "dryRun": false, "account": "default"}` → the on-demand report (steps, action, modified
@@ -13,7 +16,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -22,10 +25,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::Instrument;
 
+use crate::admin_tokens::{self, AdminCaller, AuthError};
 use crate::http::AppState;
 use crate::integrations::{self, GraphIntegration, IntegrationError};
-use crate::secrets;
-use crate::store::AdminTokenRow;
 use crate::sync::cycle::{CycleOptions, SyncEnv, Trigger, run_cycle};
 use crate::sync::on_demand::provision_user;
 use crate::sync::schedule::Runner;
@@ -78,7 +80,7 @@ impl IntoResponse for AdminError {
 
 async fn authorize(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, AdminError> {
     let presented = request
@@ -91,26 +93,18 @@ async fn authorize(
         })
         .filter(|t| !t.is_empty())
         .ok_or(AdminError::Unauthorized)?;
-    match verify_admin_token(&state, presented).await? {
-        Some(row) => {
-            let span = tracing::info_span!("admin", token = %row.name);
-            Ok(next.run(request).instrument(span).await)
+    let caller = match admin_tokens::authenticate(&state.store, presented, state.clock.now()).await
+    {
+        Ok(caller) => caller,
+        Err(AuthError::Store(e)) => return Err(AdminError::Store(e)),
+        Err(refused) => {
+            tracing::info!(reason = %refused, "admin API request refused");
+            return Err(AdminError::Unauthorized);
         }
-        None => Err(AdminError::Unauthorized),
-    }
-}
-
-/// The admin token `presented` names, when it is one that may be used now. The one check of an
-/// admin token: the admin API and the console's sign-in both call it.
-pub async fn verify_admin_token(
-    state: &AppState,
-    presented: &str,
-) -> Result<Option<AdminTokenRow>, crate::domain::StoreError> {
-    let hash = secrets::token_hash(presented);
-    Ok(match state.store.admin_token_by_hash(&hash).await? {
-        Some(row) if secrets::verify_token(presented, &row.token_hash) => Some(row),
-        _ => None,
-    })
+    };
+    let span = tracing::info_span!("admin", token = %caller.name);
+    request.extensions_mut().insert(caller);
+    Ok(next.run(request).instrument(span).await)
 }
 
 fn env(state: &AppState) -> SyncEnv {
@@ -121,19 +115,48 @@ fn env(state: &AppState) -> SyncEnv {
     }
 }
 
-async fn open(
+/// The account a request acts on: the one it names, else the token's own (scoped tokens), else
+/// the default account. A scoped token naming another account gets the same 404 as a missing
+/// integration, whether that account exists or not.
+async fn resolve_account(
     state: &AppState,
-    account: Option<&str>,
-    name: &str,
-) -> Result<GraphIntegration, AdminError> {
-    let key = state.secret_key.as_ref().ok_or(AdminError::Unavailable)?;
-    let account_name = account.unwrap_or(&state.settings.directory.default_account);
+    caller: &AdminCaller,
+    requested: Option<&str>,
+    integration: &str,
+) -> Result<(crate::domain::AccountId, String), AdminError> {
+    if let Some((scope_id, scope_name)) = &caller.account {
+        return match requested {
+            None => Ok((scope_id.clone(), scope_name.clone())),
+            Some(name) if name == scope_name => Ok((scope_id.clone(), scope_name.clone())),
+            Some(name) => Err(AdminError::Integration(IntegrationError::NotFound {
+                account: name.to_owned(),
+                name: integration.to_owned(),
+            })),
+        };
+    }
+    let account_name = requested.unwrap_or(&state.settings.directory.default_account);
+    if account_name.contains('\0') {
+        return Err(AdminError::BadRequest(
+            "`account` must not contain a NUL character".to_owned(),
+        ));
+    }
     let account = state
         .store
         .account_by_name(account_name)
         .await?
         .ok_or_else(|| AdminError::BadRequest(format!("no account {account_name:?}")))?;
-    let row = integrations::find(&state.store, &account, account_name, name).await?;
+    Ok((account, account_name.to_owned()))
+}
+
+async fn open(
+    state: &AppState,
+    caller: &AdminCaller,
+    account: Option<&str>,
+    name: &str,
+) -> Result<GraphIntegration, AdminError> {
+    let key = state.secret_key.as_ref().ok_or(AdminError::Unavailable)?;
+    let (account, account_name) = resolve_account(state, caller, account, name).await?;
+    let row = integrations::find(&state.store, &account, &account_name, name).await?;
     Ok(GraphIntegration::open(row, key)?)
 }
 
@@ -149,13 +172,14 @@ struct OnDemandBody {
 
 async fn provision_on_demand(
     State(state): State<AppState>,
+    Extension(caller): Extension<AdminCaller>,
     Path(name): Path<String>,
     Json(body): Json<OnDemandBody>,
 ) -> Result<Response, AdminError> {
     if body.user.trim().is_empty() {
         return Err(AdminError::BadRequest("`user` is required".to_owned()));
     }
-    let integ = open(&state, body.account.as_deref(), &name).await?;
+    let integ = open(&state, &caller, body.account.as_deref(), &name).await?;
     let report = provision_user(&env(&state), &integ, &body.user, body.dry_run).await?;
     Ok(Json(report).into_response())
 }
@@ -170,10 +194,11 @@ struct SyncBody {
 
 async fn sync(
     State(state): State<AppState>,
+    Extension(caller): Extension<AdminCaller>,
     Path(name): Path<String>,
     Json(body): Json<SyncBody>,
 ) -> Result<Response, AdminError> {
-    let integ = open(&state, body.account.as_deref(), &name).await?;
+    let integ = open(&state, &caller, body.account.as_deref(), &name).await?;
     let report = run_cycle(
         &env(&state),
         &integ,
@@ -187,10 +212,17 @@ async fn sync(
     Ok(Json(report).into_response())
 }
 
-async fn status(State(state): State<AppState>) -> Result<Response, AdminError> {
+async fn status(
+    State(state): State<AppState>,
+    Extension(caller): Extension<AdminCaller>,
+) -> Result<Response, AdminError> {
     let key = state.secret_key.clone().ok_or(AdminError::Unavailable)?;
     let runner = Runner::new(env(&state), key);
-    Ok(Json(runner.status().await?).into_response())
+    let mut all = runner.status().await?;
+    if let Some((_, scope)) = &caller.account {
+        all.retain(|s| &s.account == scope);
+    }
+    Ok(Json(all).into_response())
 }
 
 pub fn router(state: AppState) -> Router<AppState> {

@@ -19,12 +19,36 @@ pub struct Settings {
     pub sync: SyncSettings,
     pub admin: AdminSettings,
     pub mail: MailSettings,
+    pub scim: ScimSettings,
+}
+
+/// What one SCIM request may cost (see [`crate::scim::write`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ScimSettings {
+    /// Most operations in one PATCH request (`400 tooMany` beyond).
+    pub max_patch_operations: usize,
+    /// Most values in one multi-valued attribute such as `emails` (`400 invalidValue` beyond);
+    /// group members are not counted.
+    pub max_multi_valued: usize,
+}
+
+impl Default for ScimSettings {
+    fn default() -> Self {
+        Self {
+            max_patch_operations: 1000,
+            max_multi_valued: 100,
+        }
+    }
 }
 
 /// The pull sync's schedule, guards and limits.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct SyncSettings {
+    /// Whether `serve` runs Graph integrations on their schedule (off: cycles run only when an
+    /// operator asks, through the CLI or the admin API).
+    pub scheduler_enabled: bool,
     /// How often each Graph integration runs: `every 40m` (also `s`, `h`) or a cron expression
     /// (`0 */40 * * * *` style, seconds first, or 5 fields). An integration's own `schedule`
     /// overrides it.
@@ -47,6 +71,8 @@ pub struct SyncSettings {
     pub retry_budget_wait_secs: u64,
     /// A listing longer than this many pages aborts the cycle.
     pub max_pages: u32,
+    /// More users than this in one listing or in the whole scope aborts the cycle.
+    pub max_users: u64,
     /// Graph requests in flight at once during a read.
     pub concurrency: usize,
     /// Timeout of one Graph request, in seconds.
@@ -56,6 +82,7 @@ pub struct SyncSettings {
 impl Default for SyncSettings {
     fn default() -> Self {
         Self {
+            scheduler_enabled: true,
             schedule: "every 40m".to_owned(),
             first_run_delay_secs: 15,
             tick_secs: 30,
@@ -66,6 +93,7 @@ impl Default for SyncSettings {
             retry_budget_retries: 200,
             retry_budget_wait_secs: 15 * 60,
             max_pages: 10_000,
+            max_users: 1_000_000,
             concurrency: 4,
             request_timeout_secs: 60,
         }
@@ -76,6 +104,9 @@ impl Default for SyncSettings {
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct MailSettings {
+    /// Whether `serve` delivers the outbox (off: emails wait in the outbox for a process that
+    /// does).
+    pub worker_enabled: bool,
     /// `file` (the default: one `.eml` per message under `file_dir`) or `smtp`.
     pub transport: MailTransportKind,
     /// Where the file transport writes.
@@ -131,6 +162,7 @@ pub enum SmtpTls {
 impl Default for MailSettings {
     fn default() -> Self {
         Self {
+            worker_enabled: true,
             transport: MailTransportKind::File,
             file_dir: PathBuf::from("data/mail"),
             from: "essentry <no-reply@localhost>".to_owned(),
@@ -206,6 +238,13 @@ pub struct ServerSettings {
     pub max_page_size: i64,
     /// Seconds `serve` waits on SIGTERM/SIGINT for in-flight requests and a running cycle.
     pub shutdown_grace_secs: u64,
+    /// Seconds a client has to send a request's headers (also how long an idle keep-alive
+    /// connection stays open); then the connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// Seconds one request may take, body included; then it is answered 408 and cut off.
+    pub request_timeout_secs: u64,
+    /// Most connections served at once; further ones wait to be accepted.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -242,11 +281,22 @@ pub struct DirectorySettings {
     pub default_account: String,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event (coloured only at a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, with the spans (request, integration, cycle ids).
+    Json,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct LogSettings {
     /// `text` or `json`.
-    pub format: String,
+    pub format: LogFormat,
     /// A tracing filter, e.g. `info` or `essentry_sync=debug,info`. `RUST_LOG` overrides it.
     pub filter: String,
 }
@@ -259,6 +309,9 @@ impl Default for ServerSettings {
             max_body_bytes: 1024 * 1024,
             max_page_size: 1000,
             shutdown_grace_secs: 30,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 60,
+            max_connections: 1024,
         }
     }
 }
@@ -292,7 +345,7 @@ impl Default for DirectorySettings {
 impl Default for LogSettings {
     fn default() -> Self {
         Self {
-            format: "text".to_owned(),
+            format: LogFormat::Text,
             filter: "info".to_owned(),
         }
     }
@@ -324,12 +377,6 @@ impl Settings {
             figment = figment.merge(Serialized::default("database.url", url));
         }
         let settings: Settings = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
-        if !matches!(settings.log.format.as_str(), "text" | "json") {
-            return Err(ConfigError(format!(
-                "log.format must be \"text\" or \"json\", not {:?}",
-                settings.log.format
-            )));
-        }
         Ok(settings)
     }
 

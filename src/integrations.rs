@@ -11,7 +11,7 @@ use crate::entra::cloud::{Cloud, Endpoints};
 use crate::sync::mapping::Mapping;
 use crate::sync::plan::DeletionThreshold;
 
-use crate::domain::{AccountId, IntegrationId, StoreError};
+use crate::domain::{AccountId, IntegrationId, IntegrationKind, StoreError};
 use crate::secrets::{self, Secret, SecretError, SecretKey};
 use crate::store::{IntegrationRow, Store};
 
@@ -30,7 +30,7 @@ pub enum IntegrationError {
         source: SecretError,
     },
     #[error("integration {name:?} is a {kind} integration, not a Graph one")]
-    NotGraph { name: String, kind: String },
+    NotGraph { name: String, kind: IntegrationKind },
     #[error("integration {name:?} has unreadable settings: {reason}")]
     BadSettings { name: String, reason: String },
     #[error("{0}")]
@@ -48,8 +48,8 @@ pub struct GraphSettings {
     pub client_id: String,
     /// The object id of the essentry enterprise application (its service principal).
     pub service_principal_id: String,
-    #[serde(default = "default_cloud")]
-    pub cloud: String,
+    #[serde(default)]
+    pub cloud: Cloud,
     /// Explicit Graph root (proxy, simulator); the cloud's own when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graph_url: Option<String>,
@@ -68,23 +68,10 @@ pub struct GraphSettings {
     pub schedule: Option<String>,
 }
 
-fn default_cloud() -> String {
-    Cloud::Global.as_str().to_owned()
-}
-
 impl GraphSettings {
-    pub fn cloud(&self) -> Result<Cloud, IntegrationError> {
-        Cloud::parse(&self.cloud).ok_or_else(|| {
-            IntegrationError::Invalid(format!(
-                "unknown cloud {:?}: use global, usgov, usgov-dod or china",
-                self.cloud
-            ))
-        })
-    }
-
     pub fn endpoints(&self) -> Result<Endpoints, IntegrationError> {
         Ok(Endpoints::new(
-            self.cloud()?,
+            self.cloud,
             &self.tenant_id,
             self.graph_url.as_deref(),
             self.authority_url.as_deref(),
@@ -92,7 +79,6 @@ impl GraphSettings {
     }
 
     fn validate(&self) -> Result<(), IntegrationError> {
-        self.cloud()?;
         let guid_or_domain = |what: &str, v: &str, domain_ok: bool| {
             let ok = uuid::Uuid::parse_str(v).is_ok()
                 || (domain_ok
@@ -141,7 +127,7 @@ pub struct GraphIntegration {
 impl GraphIntegration {
     /// Parses a stored row and opens its secret.
     pub fn open(row: IntegrationRow, key: &SecretKey) -> Result<Self, IntegrationError> {
-        if row.kind != "graph" {
+        if row.kind != IntegrationKind::Graph {
             return Err(IntegrationError::NotGraph {
                 name: row.name,
                 kind: row.kind,
@@ -224,9 +210,10 @@ pub async fn create_graph(
         account_id: account.clone(),
         account_name: account_name.to_owned(),
         name: name.to_owned(),
-        kind: "graph".to_owned(),
+        kind: IntegrationKind::Graph,
         token_hash: None,
-        token_hint: Some(secrets::token_hint(client_secret.expose())),
+        // Nothing of a client secret is kept in clear, not even its last characters.
+        token_hint: None,
         secret_sealed: Some(sealed),
         settings: serde_json::to_value(settings).map_err(|e| IntegrationError::BadSettings {
             name: name.to_owned(),
@@ -240,19 +227,23 @@ pub async fn create_graph(
         account: row.account_name,
         kind: row.kind,
         endpoint_url: settings.endpoints()?.graph_v1,
-        token: row.token_hint.unwrap_or_default(),
+        token: SEALED.to_owned(),
         created_at: row.created_at,
     })
 }
+
+/// What `integration list` shows for a Graph client secret without `--reveal`.
+pub const SEALED: &str = "(sealed)";
 
 /// An integration as shown to an operator.
 #[derive(Debug, Clone, Serialize)]
 pub struct IntegrationView {
     pub name: String,
     pub account: String,
-    pub kind: String,
+    pub kind: IntegrationKind,
     pub endpoint_url: String,
-    /// The token, or its masked hint unless revealed.
+    /// Revealed: the SCIM token or the Graph client secret. Otherwise the SCIM token's masked
+    /// hint, and for a Graph client secret only `(sealed)`.
     pub token: String,
     pub created_at: DateTime<Utc>,
 }
@@ -304,7 +295,7 @@ pub async fn create_scim(
         account_id: account.clone(),
         account_name: account_name.to_owned(),
         name: name.to_owned(),
-        kind: "scim".to_owned(),
+        kind: IntegrationKind::Scim,
         token_hash: Some(secrets::token_hash(token.expose())),
         token_hint: Some(secrets::token_hint(token.expose())),
         secret_sealed: Some(key.seal(token.expose(), id.as_str()).map_err(secret_err)?),
@@ -342,10 +333,12 @@ pub async fn list(
                 })?
                 .expose()
                 .to_owned(),
+            // A Graph client secret is never shown, even partly, without the reveal.
+            _ if r.kind == IntegrationKind::Graph => SEALED.to_owned(),
             _ => r.token_hint.clone().unwrap_or_else(|| "-".to_owned()),
         };
         let endpoint_url = match serde_json::from_value::<GraphSettings>(r.settings.clone()) {
-            Ok(g) if r.kind == "graph" => g
+            Ok(g) if r.kind == IntegrationKind::Graph => g
                 .endpoints()
                 .map(|e| e.graph_v1)
                 .unwrap_or_else(|_| "-".to_owned()),

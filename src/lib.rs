@@ -1,8 +1,9 @@
 //! essentry-sync keeps an essentry user directory in step with Microsoft Entra ID.
 //!
 //! Layout:
-//! - [`domain`]: validated ids, neutral records and the provisioning operations (create,
-//!   update, deactivate/delete) with their side effects; no I/O crates.
+//! - [`domain`]: validated ids (userName keys in NFC, case-folded), neutral records, the
+//!   provisioning operations (create, update, deactivate/delete) with their side effects, and
+//!   the bounds on what the provisioning log keeps of a value; no I/O crates.
 //! - [`entra`]: Microsoft Entra ID and Graph: clouds, access tokens (client credentials), the
 //!   retry policy, the Graph reader (graph-rs-sdk) and a Graph simulator for tests and `demo`.
 //! - [`sync`]: the Graph pull sync: mapping, the pure planner, the executor, cycles,
@@ -10,20 +11,29 @@
 //! - [`notify`]: delivery of the outbox (guest emails): templates, SMTP or `.eml` files, and
 //!   the worker `serve` runs (leased claims, backoff, dead messages).
 //! - [`store`]: sqlx storage, SQLite (embedded default) and PostgreSQL, one SQL source for both.
-//! - [`scim`]: the SCIM 2.0 push endpoint (RFC 7643/7644): router, filter, PATCH, errors.
+//! - [`scim`]: the SCIM 2.0 push endpoint (RFC 7643/7644): router, filter, PATCH, errors, and
+//!   the write skeleton with the request-cost limits.
 //! - [`integrations`]: creating, listing (masked or revealed) and deleting integrations.
 //! - [`secrets`]: integration tokens (hashed for verification, sealed for the reveal) and keys.
 //! - [`config`]: settings from `config/essentry-sync.toml` and the environment.
-//! - [`http`]: application state, the axum server and health.
+//! - [`http`]: application state, the server (timeouts, connection limit, panics answered as
+//!   SCIM 500s) and health.
+//! - [`service`]: what `serve` runs — the HTTP server, the sync scheduler and the outbox
+//!   worker — started by one builder that the CLI and the tests share, and stopped in order.
+//! - [`supervise`]: restarts a background task that panicked (with backoff) and the readiness
+//!   registry `/readyz` reads.
 //! - [`metrics`]: Prometheus metrics (`/metrics`): SCIM requests, sync cycles, directory
 //!   changes, Graph and token requests, the outbox.
 //! - [`admin`]: the admin API (`/admin/v1`): on-demand provisioning, cycles, status.
 //! - [`console`]: the operator web console (`/admin/`): server-rendered pages with sessions,
 //!   CSRF, Privacy Mode, cycles with live progress, provision on demand, users, log, outbox,
 //!   audit trail.
+//! - [`admin_tokens`]: the admin API's tokens: create (optional expiry and account scope), list,
+//!   revoke, and the check of a presented token (recording its last use).
 //! - [`cli`]: the operator commands behind the `essentry-sync` binary.
 
 pub mod admin;
+pub mod admin_tokens;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -35,5 +45,7 @@ pub mod metrics;
 pub mod notify;
 pub mod scim;
 pub mod secrets;
+pub mod service;
 pub mod store;
+pub mod supervise;
 pub mod sync;

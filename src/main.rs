@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use essentry_sync::cli::{self, Cli};
-use essentry_sync::config::Settings;
+use essentry_sync::config::{LogFormat, Settings};
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
@@ -23,7 +23,7 @@ fn init_tracing(settings: &Settings) {
         .with_env_filter(filter)
         .with_ansi(colour)
         .with_writer(std::io::stderr);
-    if settings.log.format == "json" {
+    if settings.log.format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();

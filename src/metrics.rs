@@ -27,16 +27,16 @@
 //! | `essentry_outbox_dead` | gauge | messages parked as `dead` |
 //!
 //! Dry runs (cycles and on-demand runs) are not counted as cycles, and the directory changes they
-//! roll back are not counted either: a directory operation reports its change here only once the
-//! transaction it ran in has committed (see [`deferring_user_changes`]). The outbox gauges are
+//! roll back are not counted either: the domain records nothing here; the edges that run its
+//! operations (the SCIM handlers, sync cycles and on-demand runs) count the changes with
+//! [`users_changed`] once their transaction has committed, from the outcomes they hold. The outbox gauges are
 //! read from the database at scrape time; when that read fails they are left out of the answer.
 //!
 //! `/metrics` needs no credentials, like `/healthz`: it carries counts, durations, route
 //! templates and integration names — no user data, ids, tokens or secrets — but it tells how busy
 //! the directory is, so expose it on an internal interface only (firewall it like an admin port).
 
-use std::future::Future;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -328,9 +328,7 @@ pub async fn endpoint(State(state): State<AppState>) -> Response {
 }
 
 /// Middleware of the SCIM router: counts and times every answer by route template (axum's
-/// [`MatchedPath`], so `/Users/{id}` and never a user id), method and status. It also commits
-/// the directory changes the request made to `essentry_users_changed_total` when the answer is a
-/// success (the handlers answer 2xx only after their transaction committed).
+/// [`MatchedPath`], so `/Users/{id}` and never a user id), method and status.
 pub async fn track_scim(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req
@@ -338,10 +336,7 @@ pub async fn track_scim(State(state): State<AppState>, req: Request, next: Next)
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
     let method = req.method().clone();
-    let (response, changes) = deferring_user_changes(next.run(req)).await;
-    if response.status().is_success() {
-        changes.record();
-    }
+    let response = next.run(req).await;
     state.metrics.scim_request(
         route.as_deref().unwrap_or("unmatched"),
         method_label(&method),
@@ -368,67 +363,18 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 
 // ---- the facade the rest of the crate records through ----
 
-type Pending = Arc<Mutex<Vec<(Source, UserAction)>>>;
-
-tokio::task_local! {
-    /// Directory changes made inside [`deferring_user_changes`], not yet committed.
-    static PENDING: Pending;
-}
-
-/// A directory operation changed a user (called by `crate::domain::directory` once the
-/// operation succeeded inside its transaction). Inside [`deferring_user_changes`] the change is
-/// held until the caller knows the transaction committed; elsewhere it is counted at once.
-pub fn user_changed(source: Source, action: UserAction) {
-    let held = PENDING.try_with(|p| {
-        if let Ok(mut p) = p.lock() {
-            p.push((source, action));
-        }
-    });
-    if held.is_err() {
-        count_user_change(source, action);
+/// `count` committed directory changes of one kind. Call it after the transaction that made them
+/// committed (a rolled-back or dry-run change is never counted).
+pub fn users_changed(source: Source, action: UserAction, count: usize) {
+    if count == 0 {
+        return;
     }
-}
-
-fn count_user_change(source: Source, action: UserAction) {
     let a = UserAction::ALL
         .iter()
         .position(|x| *x == action)
         .unwrap_or(0);
-    PROCESS.users_changed_by[source_index(source)][a].inc();
-}
-
-/// Directory changes held by [`deferring_user_changes`]. Dropped, they are forgotten (the
-/// transaction rolled back or was a dry run); [`UserChanges::record`] counts them.
-#[derive(Debug, Default)]
-#[must_use = "record the changes once their transaction committed, or drop them"]
-pub struct UserChanges(Vec<(Source, UserAction)>);
-
-impl UserChanges {
-    /// Counts the changes (or hands them to an enclosing [`deferring_user_changes`]).
-    pub fn record(self) {
-        for (source, action) in self.0 {
-            user_changed(source, action);
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-/// Runs `fut`, holding back the user changes it reports, and returns them with its output.
-pub async fn deferring_user_changes<F: Future>(fut: F) -> (F::Output, UserChanges) {
-    let pending: Pending = Arc::default();
-    let output = PENDING.scope(pending.clone(), fut).await;
-    let changes = pending
-        .lock()
-        .map(|mut p| std::mem::take(&mut *p))
-        .unwrap_or_default();
-    (output, UserChanges(changes))
+    PROCESS.users_changed_by[source_index(source)][a]
+        .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
 }
 
 /// A sync cycle or on-demand run ended. `duration` is observed in the cycle histogram when given
@@ -474,27 +420,13 @@ pub fn token_refresh() {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn deferred_changes_count_only_when_recorded() {
+    #[test]
+    fn committed_changes_are_counted_by_kind() {
         let before = PROCESS.users_changed_by[2][0].get();
-        let ((), dropped) = deferring_user_changes(async {
-            user_changed(Source::Cli, UserAction::Created);
-        })
-        .await;
-        assert_eq!(dropped.len(), 1);
-        drop(dropped);
-        // Nested: the inner record hands its changes to the outer scope.
-        let ((), outer) = deferring_user_changes(async {
-            let ((), inner) = deferring_user_changes(async {
-                user_changed(Source::Cli, UserAction::Created);
-            })
-            .await;
-            inner.record();
-        })
-        .await;
-        assert_eq!(outer.len(), 1);
-        outer.record();
-        assert!(PROCESS.users_changed_by[2][0].get() > before);
+        users_changed(Source::Cli, UserAction::Created, 0);
+        assert_eq!(PROCESS.users_changed_by[2][0].get(), before);
+        users_changed(Source::Cli, UserAction::Created, 3);
+        assert!(PROCESS.users_changed_by[2][0].get() >= before + 3);
     }
 
     #[test]

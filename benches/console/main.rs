@@ -26,7 +26,7 @@ use essentry_sync::domain::{Clock, SystemClock};
 use essentry_sync::http::AppState;
 use essentry_sync::integrations;
 use essentry_sync::secrets::{self, SecretKey};
-use essentry_sync::store::{AdminTokenRow, Store, StoreConfig};
+use essentry_sync::store::{Store, StoreConfig};
 
 /// The p99 every list page must stay under.
 const BUDGET: Duration = Duration::from_millis(50);
@@ -127,7 +127,7 @@ async fn run() -> Result<bool> {
         tenant_id: "contoso.onmicrosoft.com".to_owned(),
         client_id: "6731de76-14a6-49ae-97bc-6eba6914391e".to_owned(),
         service_principal_id: "00000000-0000-0000-0000-0000000000aa".to_owned(),
-        cloud: "global".to_owned(),
+        cloud: essentry_sync::entra::cloud::Cloud::Global,
         graph_url: None,
         authority_url: None,
         transitive: false,
@@ -165,17 +165,8 @@ async fn run() -> Result<bool> {
         a.log_rows,
         seeding.elapsed().as_secs_f64()
     );
-    let token = secrets::generate_admin_token()?;
-    let row = AdminTokenRow {
-        id: uuid::Uuid::new_v4().to_string(),
-        name: "bench".to_owned(),
-        token_hash: secrets::token_hash(token.expose()),
-        token_hint: secrets::token_hint(token.expose()),
-        created_at: clock.now(),
-    };
-    let mut tx = store.begin().await?;
-    tx.insert_admin_token(&row).await?;
-    tx.commit().await?;
+    let (_, token) =
+        essentry_sync::admin_tokens::create(&store, "bench", None, None, clock.now()).await?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

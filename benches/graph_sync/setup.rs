@@ -180,7 +180,7 @@ pub async fn integration(
         tenant_id: SAMPLE_TENANT_ID.to_owned(),
         client_id: SAMPLE_CLIENT_ID.to_owned(),
         service_principal_id: SAMPLE_SERVICE_PRINCIPAL_ID.to_owned(),
-        cloud: "global".to_owned(),
+        cloud: essentry_sync::entra::cloud::Cloud::Global,
         graph_url: Some(graph_url),
         authority_url: Some(authority_url),
         transitive: false,

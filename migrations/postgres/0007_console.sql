@@ -1,12 +1,14 @@
 -- The operator console (`/admin/`): server-side sessions (in the database so that replicas
--- share them; only the SHA-256 of the session cookie is stored), the audit trail of what
+-- share them; only the SHA-256 of the session cookie is stored; revoking the admin token, which
+-- deletes its row, ends its sessions), the audit trail of what
 -- operators did, and indexes for the console's paged lists (keyset paging, newest first).
 
 CREATE TABLE console_sessions (
     id_hash        BYTEA PRIMARY KEY NOT NULL,
-    token_id       TEXT NOT NULL,
+    token_id       TEXT NOT NULL REFERENCES admin_tokens(id) ON DELETE CASCADE,
     token_name     TEXT NOT NULL,
     account_id     TEXT REFERENCES accounts(id) ON DELETE CASCADE,
+    account_name   TEXT,
     csrf           TEXT NOT NULL,
     created_at     TIMESTAMPTZ NOT NULL,
     last_seen_at   TIMESTAMPTZ NOT NULL,

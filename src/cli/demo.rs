@@ -76,7 +76,7 @@ pub(super) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
         tenant_id: SAMPLE_TENANT_ID.to_owned(),
         client_id: SAMPLE_CLIENT_ID.to_owned(),
         service_principal_id: SAMPLE_SERVICE_PRINCIPAL_ID.to_owned(),
-        cloud: "global".to_owned(),
+        cloud: crate::entra::cloud::Cloud::Global,
         graph_url: Some(sim.graph_url()),
         authority_url: Some(sim.authority_url()),
         transitive: false,

@@ -6,9 +6,9 @@
 use anyhow::{Context, Result};
 
 use super::Env;
+use crate::admin_tokens;
 use crate::http::{self, AppState};
-use crate::secrets::{self, SecretKey};
-use crate::store::AdminTokenRow;
+use crate::secrets::SecretKey;
 
 /// Serves the console on `listen` until Ctrl-C.
 pub(super) async fn serve(env: Env, key: SecretKey, listen: &str) -> Result<()> {
@@ -16,17 +16,8 @@ pub(super) async fn serve(env: Env, key: SecretKey, listen: &str) -> Result<()> 
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let local = listener.local_addr()?;
-    let token = secrets::generate_admin_token()?;
-    let row = AdminTokenRow {
-        id: uuid::Uuid::new_v4().to_string(),
-        name: format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
-        token_hash: secrets::token_hash(token.expose()),
-        token_hint: secrets::token_hint(token.expose()),
-        created_at: env.clock.now(),
-    };
-    let mut tx = env.store.begin().await?;
-    tx.insert_admin_token(&row).await?;
-    tx.commit().await?;
+    let name = format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let (row, token) = admin_tokens::create(&env.store, &name, None, None, env.clock.now()).await?;
     let mail = crate::notify::DeliveryWorker::from_settings(
         env.store.clone(),
         env.clock.clone(),

@@ -6,6 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
 use super::*;
+use crate::domain::text;
 
 pub(super) async fn users_list(env: Env, common: Common) -> Result<()> {
     let account = env.account(&common).await?;
@@ -75,8 +76,11 @@ pub fn parse_guest(raw: &str) -> Result<Guest> {
     };
     let email =
         UserName::parse(email).map_err(|_| anyhow!("guest {raw:?} is not an email address"))?;
+    let name = name.trim_matches('"');
+    text::check_display_text("the guest name", name)
+        .map_err(|e| anyhow!("--guest {raw:?}: {e}"))?;
     Ok(Guest {
-        name: name.trim_matches('"').to_owned(),
+        name: name.to_owned(),
         email: email.as_str().to_owned(),
     })
 }
@@ -93,6 +97,10 @@ pub(crate) async fn book_appointment(
     ends_at: Option<DateTime<Utc>>,
     guests: Vec<Guest>,
 ) -> Result<Appointment> {
+    if title.trim().is_empty() {
+        bail!("--title must not be empty");
+    }
+    text::check_display_text("--title", title)?;
     let host = store
         .user_by_name(account, host_name)
         .await?
@@ -100,9 +108,6 @@ pub(crate) async fn book_appointment(
     let ends_at = ends_at.unwrap_or(starts_at + TimeDelta::hours(1));
     if ends_at <= starts_at {
         bail!("--ends-at must be after --starts-at");
-    }
-    if title.trim().is_empty() {
-        bail!("--title must not be empty");
     }
     let display = [
         host.attrs.given_name.as_deref(),
@@ -112,6 +117,10 @@ pub(crate) async fn book_appointment(
     .flatten()
     .collect::<Vec<_>>()
     .join(" ");
+    // The host's name goes into every guest's email; one stored before names were checked is
+    // refused here rather than sent.
+    text::check_display_text("the host's name", &display)
+        .map_err(|e| anyhow!("{e}: fix the name of {host_name} first"))?;
     let appointment = Appointment {
         id: AppointmentId::generate(),
         account_id: account.clone(),
@@ -304,5 +313,11 @@ mod tests {
         let g = parse_guest("bob@example.org").unwrap();
         assert_eq!((g.name.as_str(), g.email.as_str()), ("", "bob@example.org"));
         assert!(parse_guest("not an email").is_err());
+        let err = parse_guest("Evil\r\nBcc: x@evil.example <s@x.example>").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the guest name must not contain control characters"),
+            "{err}"
+        );
     }
 }

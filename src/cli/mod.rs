@@ -15,11 +15,12 @@ use crate::config::Settings;
 use crate::domain::{
     AccountId, Appointment, AppointmentId, AppointmentStatus, Clock, Guest, SystemClock, UserName,
 };
-use crate::http::{self, AppState};
+
 use crate::integrations;
 use crate::secrets::SecretKey;
 use crate::store::{LogQuery, Store, StoreConfig};
 
+mod admin_token;
 mod demo;
 mod demo_console;
 mod directory;
@@ -68,9 +69,9 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Create admin API tokens.
+    /// Create, list and revoke admin API tokens.
     #[command(subcommand)]
-    AdminToken(sync::AdminTokenCmd),
+    AdminToken(admin_token::AdminTokenCmd),
     /// Try the pull sync end to end against a built-in Graph simulator (no configuration, no
     /// Microsoft tenant needed); prints what happened.
     Demo(demo::DemoArgs),
@@ -140,6 +141,10 @@ pub enum IntegrationCmd {
         /// Internal name, e.g. EntraID.
         #[arg(long)]
         name: String,
+        /// Create the account named by --account if it does not exist yet (otherwise an
+        /// unknown account is refused, so a typo cannot create one).
+        #[arg(long)]
+        create_account: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -237,11 +242,30 @@ impl Env {
             .unwrap_or(&self.settings.directory.default_account)
     }
 
+    /// The account a command acts on. The default account (`directory.default_account`) is
+    /// created on first use; an account named with `--account` must exist.
     pub(crate) async fn account(&self, common: &Common) -> Result<AccountId> {
-        Ok(self
-            .store
-            .ensure_account(self.account_name(common), self.clock.now())
-            .await?)
+        self.account_or_create(common, false).await
+    }
+
+    /// As [`Env::account`], creating a missing `--account` when `create` is set (the
+    /// `--create-account` of the commands that onboard an account: `integration create-*`).
+    pub(crate) async fn account_or_create(
+        &self,
+        common: &Common,
+        create: bool,
+    ) -> Result<AccountId> {
+        let name = self.account_name(common);
+        if create || name == self.settings.directory.default_account {
+            return Ok(self.store.ensure_account(name, self.clock.now()).await?);
+        }
+        self.store.account_by_name(name).await?.ok_or_else(|| {
+            anyhow!(
+                "no account {name:?}: check the spelling (an account is created by \
+                 `integration create-scim --account {name} --create-account` or \
+                 `integration create-graph ... --create-account`)"
+            )
+        })
     }
 
     pub(crate) fn secret_key(&self) -> Result<SecretKey> {
@@ -304,7 +328,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
         } => outbox(Env::open(settings).await?, action, dead, common).await,
         Command::Sync(args) => sync::sync(Env::open(settings).await?, args).await,
         Command::Status { common } => sync::status(Env::open(settings).await?, common).await,
-        Command::AdminToken(cmd) => sync::admin_token(Env::open(settings).await?, cmd).await,
+        Command::AdminToken(cmd) => admin_token::run(Env::open(settings).await?, cmd).await,
         Command::Demo(args) => demo::run(settings, args).await,
         Command::Logs {
             common,
@@ -391,63 +415,21 @@ async fn serve(mut settings: Settings, listen: Option<String>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&env.settings.server.listen)
         .await
         .with_context(|| format!("listening on {}", env.settings.server.listen))?;
-    let local = listener.local_addr()?;
     env.store
         .ensure_account(&env.settings.directory.default_account, env.clock.now())
         .await?;
     let grace = std::time::Duration::from_secs(env.settings.server.shutdown_grace_secs);
     let key = env.secret_key()?;
-    let runner = crate::sync::schedule::Runner::new(sync::sync_env(&env), key.clone());
-    let scheduler = runner
-        .start()
-        .await
-        .map_err(|e| anyhow!("starting the sync scheduler: {e}"))?;
-    // Delivers the outbox (guest emails) until shutdown; see crate::notify.
-    let mail = crate::notify::DeliveryWorker::from_settings(
-        env.store.clone(),
-        env.clock.clone(),
-        &env.settings.mail,
-    )?
-    .start();
-    let state = AppState::with_key(env.store, env.clock, env.settings, Some(key));
-    tracing::info!(address = %local, scim = %state.scim_base, backend = state.store.backend_name(), "essentry-sync serving");
-    let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(http::serve(
-        listener,
-        state.clone(),
-        stop.clone().cancelled_owned(),
-    ));
+    let service =
+        crate::service::Service::start(listener, env.store, env.clock, env.settings, key).await?;
+    let state = service.state();
+    tracing::info!(address = %service.local_addr(), scim = %state.scim_base, backend = state.store.backend_name(), "essentry-sync serving");
     shutdown_signal().await;
     tracing::info!(
         grace_secs = grace.as_secs(),
         "shutting down: no new requests, no new cycles; finishing what runs"
     );
-    stop.cancel();
-    let deadline = tokio::time::Instant::now() + grace;
-    // The scheduler stops first so no cycle starts while requests drain; a running cycle gets
-    // the grace period to reach its commit, or its transaction rolls back.
-    let stopping_runner = runner.stop(scheduler, grace);
-    // The mail worker stops after the message it is sending (a send cut off by the grace
-    // period is retried after its lease).
-    let stopping_mail = mail.stop(grace);
-    let draining = tokio::time::timeout_at(deadline, server);
-    let ((), (), drained) = tokio::join!(stopping_runner, stopping_mail, draining);
-    match drained {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server error while stopping"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
-        Err(_) => {
-            tracing::warn!("in-flight requests still running after the grace period; exiting")
-        }
-    }
-    // Closing the pools waits for borrowed connections; a cycle cut off by the grace period may
-    // still hold one (its transaction rolls back when the process exits).
-    if tokio::time::timeout(std::time::Duration::from_secs(2), state.store.close())
-        .await
-        .is_err()
-    {
-        tracing::warn!("database connections still in use at exit; their transactions roll back");
-    }
+    service.shutdown(grace).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -456,8 +438,12 @@ async fn integration(env: Env, cmd: IntegrationCmd) -> Result<()> {
     let endpoint = env.settings.scim_base_url();
     match cmd {
         IntegrationCmd::CreateGraph(args) => sync::create_graph(env, args).await,
-        IntegrationCmd::CreateScim { name, common } => {
-            let account = env.account(&common).await?;
+        IntegrationCmd::CreateScim {
+            name,
+            create_account,
+            common,
+        } => {
+            let account = env.account_or_create(&common, create_account).await?;
             let key = env.secret_key()?;
             let (view, _token) = integrations::create_scim(
                 &env.store,

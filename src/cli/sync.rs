@@ -1,16 +1,16 @@
 //! The pull-sync commands: `integration create-graph`, `sync` (a cycle, a dry run, approving
-//! held deletions, or one user on demand), `status` and `admin-token create`.
+//! held deletions, or one user on demand) and `status`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::{Args, Subcommand};
+use clap::Args;
 use serde_json::json;
 
 use super::{Common, Env, print_json};
+use crate::entra::cloud::Cloud;
 use crate::integrations::{self, GraphIntegration, GraphSettings};
-use crate::secrets::{self, Secret};
-use crate::store::AdminTokenRow;
+use crate::secrets::Secret;
 use crate::sync::cycle::{CycleOptions, CycleReport, Outcome, SyncEnv, Trigger, run_cycle};
 use crate::sync::mapping::{Mapping, UserNameSource};
 use crate::sync::on_demand::{OnDemandReport, StepStatus, provision_user};
@@ -39,8 +39,8 @@ pub struct CreateGraphArgs {
     #[arg(long)]
     pub service_principal_id: String,
     /// global, usgov, usgov-dod or china.
-    #[arg(long, default_value = "global")]
-    pub cloud: String,
+    #[arg(long, default_value = "global", value_parser = parse_cloud)]
+    pub cloud: Cloud,
     /// Explicit Graph root, for a proxy or the simulator (needs --authority-url too).
     #[arg(long, requires = "authority_url")]
     pub graph_url: Option<String>,
@@ -63,6 +63,10 @@ pub struct CreateGraphArgs {
     /// 0 = no limit).
     #[arg(long)]
     pub max_delete_percent: Option<f64>,
+    /// Create the account named by --account if it does not exist yet (otherwise an unknown
+    /// account is refused, so a typo cannot create one).
+    #[arg(long)]
+    pub create_account: bool,
     #[command(flatten)]
     pub common: Common,
 }
@@ -86,16 +90,9 @@ pub struct SyncArgs {
     pub common: Common,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum AdminTokenCmd {
-    /// Create an admin API token (shown once; only its hash is stored).
-    Create {
-        /// A name to recognise the token by.
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
+fn parse_cloud(value: &str) -> Result<Cloud, String> {
+    Cloud::parse(value)
+        .ok_or_else(|| format!("unknown cloud {value:?}: use global, usgov, usgov-dod or china"))
 }
 
 pub(super) fn sync_env(env: &Env) -> SyncEnv {
@@ -143,7 +140,7 @@ pub(super) async fn create_graph(env: Env, args: CreateGraphArgs) -> Result<()> 
         tenant_id: args.tenant_id.trim().to_owned(),
         client_id: args.client_id.trim().to_owned(),
         service_principal_id: args.service_principal_id.trim().to_owned(),
-        cloud: args.cloud.to_ascii_lowercase(),
+        cloud: args.cloud,
         graph_url: args.graph_url.clone(),
         authority_url: args.authority_url.clone(),
         transitive: args.transitive,
@@ -162,7 +159,9 @@ pub(super) async fn create_graph(env: Env, args: CreateGraphArgs) -> Result<()> 
         },
         schedule: args.schedule.clone(),
     };
-    let account = env.account(&args.common).await?;
+    let account = env
+        .account_or_create(&args.common, args.create_account)
+        .await?;
     let key = env.secret_key()?;
     let view = integrations::create_graph(
         &env.store,
@@ -185,7 +184,7 @@ pub(super) async fn create_graph(env: Env, args: CreateGraphArgs) -> Result<()> 
     println!("  Graph:        {}", view.endpoint_url);
     println!("  tenant:       {}", settings.tenant_id);
     println!("  client id:    {}", settings.client_id);
-    println!("  secret:       {} (sealed at rest)", view.token);
+    println!("  secret:       sealed at rest (`integration list --reveal` shows it)");
     println!(
         "  scope:        users and groups assigned to service principal {}{}",
         settings.service_principal_id,
@@ -439,34 +438,5 @@ pub(super) async fn status(env: Env, common: Common) -> Result<()> {
             println!("  error: {e}");
         }
     }
-    Ok(())
-}
-
-pub(super) async fn admin_token(env: Env, cmd: AdminTokenCmd) -> Result<()> {
-    let AdminTokenCmd::Create { name, json } = cmd;
-    let token = secrets::generate_admin_token()?;
-    let row = AdminTokenRow {
-        id: uuid::Uuid::new_v4().to_string(),
-        name: name.trim().to_owned(),
-        token_hash: secrets::token_hash(token.expose()),
-        token_hint: secrets::token_hint(token.expose()),
-        created_at: env.clock.now(),
-    };
-    let mut tx = env.store.begin().await?;
-    tx.insert_admin_token(&row).await.map_err(|e| match e {
-        crate::domain::StoreError::Conflict(_) => {
-            anyhow!("an admin token named {:?} exists", row.name)
-        }
-        other => other.into(),
-    })?;
-    tx.commit().await?;
-    if json {
-        return print_json(&json!({ "name": row.name, "token": token.expose() }));
-    }
-    println!(
-        "Admin token {:?} (shown once; send it as `Authorization: Bearer <token>`):",
-        row.name
-    );
-    println!("{}", token.expose());
     Ok(())
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::render::v;
 use super::{ConsoleError, Viewer, audit, render};
+use crate::entra::cloud::Cloud;
 use crate::http::AppState;
 use crate::integrations::{self, GraphSettings};
 use crate::secrets::{Secret, SecretKey};
@@ -79,7 +80,7 @@ async fn listed(state: &AppState, viewer: &Viewer) -> Result<Vec<Listed>, Consol
                 .map(|i| statuses.swap_remove(i));
             Listed {
                 name: r.name,
-                kind: r.kind,
+                kind: r.kind.as_str().to_owned(),
                 created_at: r.created_at,
                 status,
             }
@@ -204,7 +205,14 @@ fn graph_settings(form: &CreateForm) -> Result<GraphSettings, ConsoleError> {
         tenant_id: form.tenant_id.trim().to_owned(),
         client_id: form.client_id.trim().to_owned(),
         service_principal_id: form.service_principal_id.trim().to_owned(),
-        cloud: optional(&form.cloud).unwrap_or_else(|| "global".to_owned()),
+        cloud: match optional(&form.cloud) {
+            None => Cloud::Global,
+            Some(c) => Cloud::parse(&c).ok_or_else(|| {
+                bad(format!(
+                    "unknown cloud {c:?}: use global, usgov, usgov-dod or china"
+                ))
+            })?,
+        },
         graph_url: optional(&form.graph_url),
         authority_url: optional(&form.authority_url),
         transitive: form.transitive.is_some(),
@@ -332,10 +340,10 @@ async fn integration_page(
     revealed: Option<Revealed>,
 ) -> Result<Html<String>, ConsoleError> {
     let row = find(state, viewer, name).await?;
-    let settings: Option<GraphSettings> = (row.kind == "graph")
+    let settings: Option<GraphSettings> = (row.kind.as_str() == "graph")
         .then(|| serde_json::from_value(row.settings.clone()).ok())
         .flatten();
-    let cycles = if row.kind == "graph" {
+    let cycles = if row.kind.as_str() == "graph" {
         state
             .store
             .recent_cycles(&viewer.account, Some(&row.id), 25)
@@ -358,7 +366,7 @@ async fn integration_page(
         context! {
             path => integration_path(&row.name),
             name => row.name,
-            kind => row.kind,
+            kind => row.kind.as_str(),
             created_at => v(&row.created_at),
             token_hint => row.token_hint,
             revealed => v(&revealed),
@@ -377,7 +385,7 @@ pub async fn reveal(
     Path(name): Path<String>,
 ) -> Result<Html<String>, ConsoleError> {
     let row = find(&state, &viewer, &name).await?;
-    if row.kind != "scim" {
+    if row.kind.as_str() != "scim" {
         return Err(ConsoleError::BadRequest(
             "only a SCIM integration has a token to reveal; a Graph client secret is write-only"
                 .to_owned(),
@@ -444,7 +452,7 @@ pub async fn disconnect(
         &viewer.token_name,
         "integration_disconnected",
         Some(&row.name),
-        Some(&row.kind),
+        Some(row.kind.as_str()),
         &viewer.client,
     )
     .await?;

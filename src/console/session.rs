@@ -1,12 +1,14 @@
 //! Signing in and out of the console, and the session every other page requires.
 //!
 //! - `POST /admin/login` (form field `token`, an admin token checked by
-//!   [`crate::admin::verify_admin_token`]) starts a session: a random cookie value whose SHA-256
+//!   [`crate::admin_tokens::authenticate`], as the admin API checks it) starts a session: a random cookie value whose SHA-256
 //!   is the key of a `console_sessions` row (so every replica on the same database knows it),
 //!   with a CSRF token of its own. The cookie is `HttpOnly`, `SameSite=Strict`, scoped to
 //!   `/admin`, and `Secure` when `server.public_url` is https.
-//! - A session ends [`IDLE`] after its last request or [`ABSOLUTE`] after sign-in, whichever
-//!   comes first, or at sign-out (the row is deleted, so the cookie is worthless at once).
+//! - A session ends [`IDLE`] after its last request or [`ABSOLUTE`] after sign-in (never after
+//!   the admin token's own expiry), whichever comes first, at sign-out (the row is deleted, so
+//!   the cookie is worthless at once), or when its admin token is revoked (the token's row goes,
+//!   and its sessions with it). A token scoped to one account signs in to that account only.
 //! - Every POST behind the sign-in must carry the session's CSRF token as the form field `csrf`;
 //!   [`require_session`] checks it before the handler runs, so a request without it (403)
 //!   changes nothing.
@@ -28,6 +30,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::{ConsoleError, audit, render};
+use crate::admin_tokens::{self, AuthError};
 use crate::domain::AccountId;
 use crate::http::AppState;
 use crate::secrets;
@@ -156,12 +159,29 @@ pub async fn login(
         .await
         .map_err(|e| ConsoleError::BadRequest(e.body_text()))?;
     let token = form.token.trim();
-    let row = if token.is_empty() {
+    // The one check of an admin token (unknown, revoked, expired), shared with the admin API.
+    let caller = if token.is_empty() {
         None
     } else {
-        crate::admin::verify_admin_token(&state, token).await?
+        match admin_tokens::authenticate(&state.store, token, now).await {
+            Ok(caller) => Some(caller),
+            Err(AuthError::Store(e)) => return Err(e.into()),
+            Err(refused) => {
+                tracing::info!(target: "audit", reason = %refused, client = %client, "console sign-in refused");
+                None
+            }
+        }
     };
-    let Some(row) = row else {
+    let row = match caller {
+        Some(_) => {
+            state
+                .store
+                .admin_token_by_hash(&secrets::token_hash(token))
+                .await?
+        }
+        None => None,
+    };
+    let (Some(caller), Some(row)) = (caller, row) else {
         record_failure(&state, &client, now);
         audit(&state, None, "-", "sign_in_failed", None, None, &client).await?;
         return login_page(
@@ -169,25 +189,35 @@ pub async fn login(
             Some("That is not a valid admin token."),
         );
     };
-    // Admin tokens are not bound to an account yet: such a token sees the default account.
-    let account_name = state.settings.directory.default_account.clone();
-    let account = state.store.ensure_account(&account_name, now).await?;
+    // A token scoped to one account sees that account; an unscoped one the default account.
+    let (account, account_name) = match caller.account {
+        Some((id, name)) => (id, name),
+        None => {
+            let name = state.settings.directory.default_account.clone();
+            (state.store.ensure_account(&name, now).await?, name)
+        }
+    };
     let value = random_token()?;
+    let expires_at = match row.expires_at {
+        Some(at) => at.min(now + ABSOLUTE),
+        None => now + ABSOLUTE,
+    };
     let session = SessionRow {
         id_hash: secrets::token_hash(&value),
         token_id: row.id.clone(),
-        token_name: row.name.clone(),
+        token_name: caller.name.clone(),
         account_id: Some(account.clone()),
+        account_name: Some(account_name),
         csrf: random_token()?,
         created_at: now,
         last_seen_at: now,
-        expires_at: now + ABSOLUTE,
+        expires_at,
     };
     state.store.insert_session(&session).await?;
     audit(
         &state,
         Some(&account),
-        &row.name,
+        &caller.name,
         "sign_in",
         None,
         None,
@@ -195,7 +225,7 @@ pub async fn login(
     )
     .await?;
     let mut response = Redirect::to("/admin/").into_response();
-    if let Some(cookie) = set_cookie(&state, &value, ABSOLUTE.num_seconds()) {
+    if let Some(cookie) = set_cookie(&state, &value, (expires_at - now).num_seconds()) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     Ok(response)
@@ -251,10 +281,12 @@ pub async fn require_session(
     if now - session.last_seen_at >= TOUCH_EVERY {
         state.store.touch_session(&hash, now).await?;
     }
-    let account_name = state.settings.directory.default_account.clone();
-    let account = match session.account_id.clone() {
-        Some(a) => a,
-        None => state.store.ensure_account(&account_name, now).await?,
+    let (account, account_name) = match (session.account_id.clone(), session.account_name.clone()) {
+        (Some(id), Some(name)) => (id, name),
+        _ => {
+            let name = state.settings.directory.default_account.clone();
+            (state.store.ensure_account(&name, now).await?, name)
+        }
     };
     let viewer = Viewer {
         token_name: session.token_name.clone(),

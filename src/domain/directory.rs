@@ -3,9 +3,9 @@
 //! transaction that the caller opens and commits, so a failure anywhere leaves nothing half done.
 //!
 //! The functions are written against [`DirectoryTx`], the handful of reads and writes they need;
-//! `crate::store` implements it for SQLite and PostgreSQL. Nothing here does I/O of its own;
-//! each successful change is reported to the in-memory counters of [`crate::metrics`], which
-//! count it once the caller's transaction committed.
+//! `crate::store` implements it for SQLite and PostgreSQL. Nothing here does I/O of its own or
+//! records metrics: the outcomes returned say what changed, and the callers count committed
+//! changes at the edge.
 
 use std::future::Future;
 use std::time::Instant;
@@ -303,7 +303,6 @@ pub async fn create_user<T: DirectoryTx>(
     entry.modified = diff_attributes(None, &record.attrs);
     entry.duration_ms = elapsed_ms(started);
     tx.write_log(&entry).await?;
-    crate::metrics::user_changed(ctx.source, crate::metrics::UserAction::Created);
     Ok(record)
 }
 
@@ -391,7 +390,6 @@ pub async fn update_user<T: DirectoryTx>(
     entry.modified = changes.clone();
     entry.duration_ms = elapsed_ms(started);
     tx.write_log(&entry).await?;
-    crate::metrics::user_changed(ctx.source, crate::metrics::UserAction::Updated);
     Ok(UpdateOutcome::Updated {
         user: updated,
         changes,
@@ -445,7 +443,6 @@ pub async fn deprovision_user<T: DirectoryTx>(
     entry.error_message = None;
     entry.duration_ms = elapsed_ms(started);
     tx.write_log(&entry).await?;
-    crate::metrics::user_changed(ctx.source, crate::metrics::UserAction::Deleted);
     Ok(DeprovisionReport {
         user,
         cancelled,

@@ -85,8 +85,18 @@ uuid_id!(
     "Entra object id"
 );
 
-/// The login email of a user and the directory's unique key: compared case-insensitively, shown
-/// as it was given.
+/// The form every case-insensitive key is compared in: Unicode NFC (so a precomposed `é` and
+/// `e` + combining accent are one character), then lower-cased (full Unicode case mapping, which
+/// SQLite's `lower()` lacks), then NFC again (lower-casing may leave a sequence unnormalized).
+/// The `*_lower` columns hold this form and filter values are folded the same way.
+pub fn fold_key(value: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let lower: String = value.nfc().collect::<String>().to_lowercase();
+    lower.nfc().collect()
+}
+
+/// The login email of a user and the directory's unique key: compared case-insensitively after
+/// Unicode NFC normalization ([`fold_key`]), shown as it was given.
 #[derive(Debug, Clone, Serialize)]
 #[serde(transparent)]
 pub struct UserName {
@@ -103,7 +113,14 @@ impl UserName {
     /// domain, as the `email_address` crate checks it); surrounding white space is removed.
     pub fn parse(value: &str) -> Result<Self, ParseError> {
         let trimmed = value.trim();
-        let refuse = || ParseError::NotAnEmail(value.to_owned());
+        // The refused value is echoed in errors and logs: at most 100 characters of it.
+        let refuse = || {
+            let mut shown: String = value.chars().take(100).collect();
+            if shown.len() < value.len() {
+                shown.push('…');
+            }
+            ParseError::NotAnEmail(shown)
+        };
         if trimmed.is_empty() || trimmed.len() > Self::MAX_LEN {
             return Err(refuse());
         }
@@ -111,7 +128,7 @@ impl UserName {
             return Err(refuse());
         }
         Ok(Self {
-            key: trimmed.to_lowercase(),
+            key: fold_key(trimmed),
             value: trimmed.to_owned(),
         })
     }
@@ -157,6 +174,17 @@ mod tests {
         assert_eq!(a.as_str(), "Ann.Lee@Contoso.com");
         assert_eq!(a.key(), "ann.lee@contoso.com");
         assert_eq!(a, UserName::parse("ann.lee@contoso.COM").unwrap());
+    }
+
+    #[test]
+    fn user_name_key_is_nfc_before_folding() {
+        let nfc = UserName::parse("jos\u{e9}@a.example").unwrap();
+        let nfd = UserName::parse("Jose\u{301}@A.example").unwrap();
+        assert_eq!(nfc, nfd);
+        assert_eq!(nfd.key(), "jos\u{e9}@a.example");
+        assert_eq!(nfd.as_str(), "Jose\u{301}@A.example", "shown as given");
+        // Lower-casing after NFC: the Kelvin sign and the Angstrom sign fold with their letters.
+        assert_eq!(fold_key("\u{212A}\u{212B}"), fold_key("k\u{e5}"));
     }
 
     #[test]

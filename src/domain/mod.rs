@@ -2,11 +2,14 @@
 //! provisioning operations with their side effects, and the cancellation notices they queue.
 //! No database, HTTP or wire-format crate is used here.
 
+pub mod clip;
 pub mod clock;
 pub mod directory;
 pub mod ids;
+pub mod kinds;
 pub mod model;
 pub mod notice;
+pub mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use directory::{
@@ -15,5 +18,7 @@ pub use directory::{
 };
 pub use ids::{
     AccountId, AppointmentId, EntraObjectId, GroupId, IntegrationId, ParseError, UserId, UserName,
+    fold_key,
 };
+pub use kinds::{CycleStatus, IntegrationKind, Trigger};
 pub use model::*;

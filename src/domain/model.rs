@@ -30,11 +30,13 @@ impl Source {
         }
     }
 
-    pub fn parse(value: &str) -> Self {
+    /// The source a stored word names, if any.
+    pub fn parse(value: &str) -> Option<Self> {
         match value {
-            "graph" => Self::Graph,
-            "cli" => Self::Cli,
-            _ => Self::Scim,
+            "scim" => Some(Self::Scim),
+            "graph" => Some(Self::Graph),
+            "cli" => Some(Self::Cli),
+            _ => None,
         }
     }
 }
@@ -129,11 +131,12 @@ impl AppointmentStatus {
         }
     }
 
-    pub fn parse(value: &str) -> Self {
-        if value == "cancelled" {
-            Self::Cancelled
-        } else {
-            Self::Scheduled
+    /// The status a stored word names, if any.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "scheduled" => Some(Self::Scheduled),
+            "cancelled" => Some(Self::Cancelled),
+            _ => None,
         }
     }
 }

@@ -10,8 +10,10 @@
 //! - **One pager, every page checked.** graph-rs-sdk's paging does not retry a throttled page
 //!   and hands a 429 back as data, so [`GraphReader`] walks `@odata.nextLink` itself: every page
 //!   is a request through [`retry::run`] (429/503/504 honour `Retry-After`, a bounded budget per
-//!   cycle); a page without `value`, a `nextLink` to another host, a page past the cap or a
-//!   request that failed after its retries is an error — never a shorter list.
+//!   cycle); a page without `value`, a `nextLink` to another host, a `nextLink` (or skip token)
+//!   seen before in the same listing, a page past `sync.max_pages`, more users than
+//!   `sync.max_users` or a request that failed after its retries is an error — never a shorter
+//!   list, and never an endless one.
 //! - **Scope, fetched in bulk.** `appRoleAssignedTo` (`$top=999`, every page); users assigned
 //!   directly through `POST /directoryObjects/getByIds` (1,000 ids per request, `$select`);
 //!   users assigned through a group from the group's members cast to users (`$select`,
@@ -37,6 +39,7 @@ use serde_json::json;
 use super::auth::{AuthError, TokenSource};
 use super::cloud::Endpoints;
 use super::dto;
+pub use super::read_error::{CallError, ReadError};
 use super::retry::{self, RetryBudget, RetryError, RetryPolicy, Verdict};
 use crate::domain::EntraObjectId;
 use crate::sync::mapping::{Assignment, EntraUser};
@@ -59,88 +62,6 @@ pub const PAGE_SIZE: u32 = 999;
 /// `getByIds` takes at most 1,000 ids.
 pub const GET_BY_IDS_MAX: usize = 1_000;
 
-/// Why a read failed. Any of these aborts the cycle before it deprovisions anyone.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    #[error(
-        "Graph answered {status} to {what}{}: {message}{}",
-        code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(),
-        request_id.as_deref().map(|r| format!(" [request-id {r}]")).unwrap_or_default()
-    )]
-    Graph {
-        what: String,
-        status: u16,
-        code: Option<String>,
-        message: String,
-        request_id: Option<String>,
-    },
-    #[error("Graph could not be reached for {what}: {message}")]
-    Transport { what: String, message: String },
-    #[error("{what}: page {page} is not usable ({reason}); the read is incomplete")]
-    BadPage {
-        what: String,
-        page: u32,
-        reason: String,
-    },
-    #[error("{what}: more than {cap} pages; refusing to read on (raise graph.max_pages)")]
-    PageCap { what: String, cap: u32 },
-    #[error("{what}: {source}")]
-    Retry {
-        what: String,
-        #[source]
-        source: Box<RetryError<CallError>>,
-    },
-    #[error("the Graph URL is not usable: {0}")]
-    BadUrl(String),
-    #[error("{0}")]
-    NotFound(String),
-}
-
-impl ReadError {
-    /// A short stable code for logs, counters and the provisioning log.
-    pub fn code(&self) -> String {
-        match self {
-            Self::Auth(AuthError::Rejected { code, .. }) => code.clone(),
-            Self::Auth(_) => "token_error".to_owned(),
-            Self::Graph { code, status, .. } => {
-                code.clone().unwrap_or_else(|| format!("http_{status}"))
-            }
-            Self::Transport { .. } => "transport".to_owned(),
-            Self::BadPage { .. } => "bad_page".to_owned(),
-            Self::PageCap { .. } => "page_cap".to_owned(),
-            Self::Retry { source, .. } if source.is_budget_exhausted() => {
-                "retry_budget_exhausted".to_owned()
-            }
-            Self::Retry { source, .. } if matches!(**source, RetryError::Fatal(_)) => {
-                "bad_response".to_owned()
-            }
-            Self::Retry { .. } => "retries_exhausted".to_owned(),
-            Self::BadUrl(_) => "bad_url".to_owned(),
-            Self::NotFound(_) => "not_found".to_owned(),
-        }
-    }
-}
-
-/// One failed attempt, as [`retry::run`] sees it.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    #[error("HTTP {status}{}: {message}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
-    Status {
-        status: u16,
-        code: Option<String>,
-        message: String,
-        request_id: Option<String>,
-    },
-    #[error("{0}")]
-    Transport(String),
-    #[error("the response is not the JSON expected: {0}")]
-    Decode(String),
-    #[error("{0}")]
-    Client(String),
-}
-
 /// How one integration reads Graph.
 #[derive(Debug, Clone)]
 pub struct ReaderConfig {
@@ -152,6 +73,8 @@ pub struct ReaderConfig {
     pub transitive: bool,
     /// A listing longer than this many pages is an error (never a silent cut).
     pub max_pages: u32,
+    /// More users than this in one listing, or in the whole scope, is an error.
+    pub max_users: usize,
     /// Requests in flight at once (groups and id chunks).
     pub concurrency: usize,
     pub timeout: Duration,
@@ -166,6 +89,7 @@ impl ReaderConfig {
             service_principal_id: service_principal_id.to_owned(),
             transitive: false,
             max_pages: 10_000,
+            max_users: 1_000_000,
             concurrency: 4,
             timeout: Duration::from_secs(60),
             policy: RetryPolicy::default(),
@@ -367,6 +291,14 @@ impl GraphReader {
             .await?;
         let direct_count = direct.len();
         let users: Vec<EntraUser> = read.into_iter().flatten().collect();
+        // A user in several groups counts once.
+        let distinct: HashSet<&str> = users.iter().map(|u| u.object_id.as_str()).collect();
+        if distinct.len() > self.0.config.max_users {
+            return Err(ReadError::UserCap {
+                what: "the application's scope".to_owned(),
+                cap: self.0.config.max_users,
+            });
+        }
         Ok(ScopeRead {
             snapshot: Snapshot::complete(users),
             assignments: assignments.len(),
@@ -548,6 +480,8 @@ impl GraphReader {
         let mut out: Vec<T> = Vec::new();
         let mut page: dto::Page<T> = self.send_json(what, &first).await?;
         let mut number = 1u32;
+        // Every nextLink and skip token of this listing: one seen twice is a loop.
+        let mut seen: HashSet<String> = HashSet::new();
         loop {
             let Some(items) = page.value else {
                 return Err(ReadError::BadPage {
@@ -557,6 +491,12 @@ impl GraphReader {
                 });
             };
             out.extend(items);
+            if out.len() > self.0.config.max_users {
+                return Err(ReadError::UserCap {
+                    what: what.to_owned(),
+                    cap: self.0.config.max_users,
+                });
+            }
             let Some(next) = page.next_link else {
                 return Ok(out);
             };
@@ -568,6 +508,15 @@ impl GraphReader {
                 });
             }
             let next = self.next_link(what, number, &next)?;
+            for key in page_keys(&next) {
+                if !seen.insert(key.clone()) {
+                    return Err(ReadError::RepeatedPage {
+                        what: what.to_owned(),
+                        page: number - 1,
+                        token: shorten(&key),
+                    });
+                }
+            }
             page = self
                 .send_json(what, || {
                     let mut h = self.0.client.custom(Method::GET, None);
@@ -722,6 +671,28 @@ impl GraphReader {
 }
 
 /// graph-rs-sdk's errors print with `{:#?}`; keep one line, and no URL for transport errors.
+/// What identifies the page a `nextLink` asks for: the link itself, and its skip token
+/// (`$skiptoken` or `$skip`, any case) when it has one, so that a loop is caught even when the
+/// rest of the link changes.
+fn page_keys(link: &Url) -> Vec<String> {
+    let mut keys = vec![format!("link:{link}")];
+    for (k, v) in link.query_pairs() {
+        let name = k.trim_start_matches('$');
+        if name.eq_ignore_ascii_case("skiptoken") || name.eq_ignore_ascii_case("skip") {
+            keys.push(format!("{}:{v}", name.to_ascii_lowercase()));
+        }
+    }
+    keys
+}
+
+/// At most 64 characters of a page key, for an error message.
+fn shorten(key: &str) -> String {
+    match key.char_indices().nth(64) {
+        Some((i, _)) => format!("{}…", &key[..i]),
+        None => key.to_owned(),
+    }
+}
+
 fn short_failure(e: &GraphFailure) -> String {
     match e {
         GraphFailure::ReqwestError(r) => {

@@ -6,5 +6,6 @@ pub mod auth;
 pub mod cloud;
 mod dto;
 pub mod graph;
+mod read_error;
 pub mod retry;
 pub mod simulator;

@@ -7,6 +7,11 @@
 //! `Europe/Berlin`); an unknown name falls back to UTC. A row of an unknown kind, or whose payload
 //! lacks the appointment, is sent as the plain text stored with it. Both parts are
 //! quoted-printable, so a `.eml` file stays readable in a text editor.
+//!
+//! Names and titles are stripped of control characters here ([`strip_controls`]) even though
+//! every entrance refuses them: a row written before that check must not forge a header. A
+//! message that still cannot be built — even one whose building panics — is a permanent
+//! [`RenderError`], so the worker parks it as `dead` with the reason and goes on.
 
 use std::time::SystemTime;
 
@@ -19,6 +24,7 @@ use minijinja::{Environment, UndefinedBehavior, context};
 use serde::Deserialize;
 
 use crate::domain::notice::APPOINTMENT_CANCELLED;
+use crate::domain::text::strip_controls;
 use crate::store::ClaimedMessage;
 
 const CANCELLED_TXT: &str = "appointment_cancelled.txt";
@@ -41,12 +47,16 @@ pub enum RenderError {
     Template(String, String),
     #[error("building the message failed: {0}")]
     Build(String),
+    /// Building the message panicked (a bug, or input the checks missed); retrying the same row
+    /// would panic again.
+    #[error("building the message failed unexpectedly: {0}")]
+    Panicked(String),
 }
 
 impl RenderError {
     /// No later attempt can succeed.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::Recipient(..))
+        matches!(self, Self::Recipient(..) | Self::Panicked(..))
     }
 }
 
@@ -112,16 +122,16 @@ impl Renderer {
             });
         };
         let guest_name = if p.guest_name.trim().is_empty() {
-            msg.recipient_name.trim()
+            strip_controls(&msg.recipient_name)
         } else {
-            p.guest_name.trim()
+            strip_controls(&p.guest_name)
         };
         let ctx = context! {
             guest_name => guest_name,
-            title => p.title.trim(),
-            host => p.host_display.trim(),
+            title => strip_controls(&p.title),
+            host => strip_controls(&p.host_display),
             when => format_when(p.starts_at, p.ends_at, &msg.time_zone),
-            subject => msg.subject.as_str(),
+            subject => strip_controls(&msg.subject),
         };
         let render = |name: &str| {
             self.env
@@ -139,12 +149,25 @@ impl Renderer {
         })
     }
 
-    /// The complete message for `msg`, dated `date`.
+    /// The complete message for `msg`, dated `date`. Never panics: a panic while building is
+    /// [`RenderError::Panicked`].
     pub fn message(
         &self,
         msg: &ClaimedMessage,
         date: DateTime<Utc>,
     ) -> Result<Message, RenderError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.build(msg, date)))
+            .unwrap_or_else(|panic| {
+                let text = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)");
+                Err(RenderError::Panicked(text.chars().take(300).collect()))
+            })
+    }
+
+    fn build(&self, msg: &ClaimedMessage, date: DateTime<Utc>) -> Result<Message, RenderError> {
         let address =
             msg.recipient_email
                 .trim()
@@ -152,8 +175,8 @@ impl Renderer {
                 .map_err(|e: lettre::address::AddressError| {
                     RenderError::Recipient(msg.recipient_email.clone(), e.to_string())
                 })?;
-        let name = msg.recipient_name.trim();
-        let to = Mailbox::new((!name.is_empty()).then(|| name.to_owned()), address);
+        let name = strip_controls(&msg.recipient_name);
+        let to = Mailbox::new((!name.is_empty()).then_some(name), address);
         let bodies = self.bodies(msg)?;
         let text = SinglePart::builder()
             .header(ContentType::TEXT_PLAIN)
@@ -162,7 +185,7 @@ impl Renderer {
         let builder = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(msg.subject.clone())
+            .subject(strip_controls(&msg.subject))
             .message_id(Some(msg.message_id.clone()))
             .date(SystemTime::from(date));
         let built = match bodies.html {
@@ -348,6 +371,32 @@ mod tests {
             raw.contains("Hello Vera Visitor,"),
             "readable as text: {raw}"
         );
+    }
+
+    #[test]
+    fn control_characters_in_stored_rows_are_stripped_and_forge_no_header() {
+        let evil = "Evil\r\nBcc: x@evil.example";
+        let mut msg = claimed("Review\r\nX-Injected: 1", "UTC");
+        msg.recipient_name = evil.to_owned();
+        msg.subject = "Cancelled: Review\r\nX-Injected: 1 on 29 November 2026".to_owned();
+        msg.payload["guest_name"] = json!(evil);
+        msg.payload["host_display"] = json!("Hanna\nHost");
+        let at = Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap();
+        let raw = String::from_utf8(renderer().message(&msg, at).unwrap().formatted()).unwrap();
+        let headers = raw.split("\r\n\r\n").next().unwrap();
+        assert!(
+            !headers
+                .lines()
+                .any(|l| l.starts_with("Bcc:") || l.starts_with("X-Injected:")),
+            "{headers}"
+        );
+        use mailparse::MailHeaderMap;
+        let parsed = mailparse::parse_mail(raw.as_bytes()).unwrap();
+        let to = parsed.headers.get_first_value("To").unwrap();
+        assert!(to.contains("Evil Bcc: x@evil.example"), "{to}");
+        assert!(to.ends_with("<vera@example.org>"), "{to}");
+        assert!(raw.contains("Hello Evil Bcc: x@evil.example,"), "{raw}");
+        assert!(raw.contains("with Hanna Host on"), "{raw}");
     }
 
     #[test]

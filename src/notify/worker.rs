@@ -16,6 +16,11 @@
 //!    `max_attempts` attempts the row is `dead` until `essentry-sync outbox retry ID`. A recipient
 //!    address that cannot be written into a message is `dead` at once.
 //!
+//! A message that cannot be rendered is parked as `dead` with the reason (rendering never
+//! panics: see [`crate::notify::render`]), so one bad row never holds up the rest. The worker
+//! runs supervised ([`crate::supervise`]): should it panic anyway, it is restarted after a
+//! backoff and `/readyz` says it is not running meanwhile.
+//!
 //! A process killed between sending and recording re-sends that one message after the lease
 //! (at-least-once). Times come from the injected [`Clock`], so tests move through backoffs
 //! without waiting.
@@ -33,6 +38,7 @@ use super::transport::MailTransport;
 use crate::config::MailSettings;
 use crate::domain::Clock;
 use crate::store::{ClaimRequest, ClaimedMessage, Store};
+use crate::supervise::{Backoff, Readiness, supervise};
 
 /// The largest batch one claim takes.
 const MAX_BATCH: u32 = 500;
@@ -333,13 +339,33 @@ impl DeliveryWorker {
         tracing::info!("email delivery worker stopped");
     }
 
-    /// Spawns [`Self::run`]; stop it with [`WorkerHandle::stop`].
+    /// Spawns [`Self::run`], supervised; stop it with [`WorkerHandle::stop`].
     pub fn start(self) -> WorkerHandle {
+        self.start_supervised(Readiness::default())
+    }
+
+    /// Spawns [`Self::run`] under [`supervise`]: if the worker panics it is started again after
+    /// a backoff (1 s doubling up to 1 min), and `readiness` reports it as not running until
+    /// then (`/readyz` answers 503 with the reason).
+    pub fn start_supervised(self, readiness: Readiness) -> WorkerHandle {
         let shutdown = self.shutdown.clone();
-        let task = tokio::spawn(async move { self.run().await });
+        let worker = Arc::new(self);
+        let task = tokio::spawn(supervise(
+            WORKER_TASK,
+            readiness,
+            shutdown.clone(),
+            Backoff::default(),
+            move || {
+                let worker = worker.clone();
+                async move { worker.run().await }
+            },
+        ));
         WorkerHandle { shutdown, task }
     }
 }
+
+/// The worker's name in readiness reports.
+pub const WORKER_TASK: &str = "email delivery worker";
 
 /// A running worker.
 pub struct WorkerHandle {

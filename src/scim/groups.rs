@@ -17,6 +17,12 @@ use super::patch::{self, GROUP_SCHEMA, MemberChange};
 use super::request::{Caller, ListRequest, QueryParams, ScimBody, if_match};
 use super::resource::{self, GROUP_URN, Projection};
 use super::scim_response;
+use super::write::{Limits, transact};
+
+/// The cost limits of SCIM writes.
+fn limits(state: &AppState) -> Limits {
+    Limits::from_settings(&state.settings.scim)
+}
 
 fn group_id(raw: &str) -> Result<GroupId, ScimError> {
     GroupId::parse(raw).map_err(|_| ScimError::not_found(format!("no group with id {raw}")))
@@ -132,7 +138,7 @@ pub async fn get(
         .group_by_id(&caller.account, &id)
         .await?
         .ok_or_else(|| ScimError::not_found(format!("no group with id {id}")))?;
-    let projection = Projection::new(params.get("attributes"), params.get("excludedAttributes"));
+    let projection = Projection::new(params.get("attributes"), params.get("excludedAttributes"))?;
     let body = render(&state, &group, &projection).await?;
     Ok(scim_response(
         StatusCode::OK,
@@ -148,6 +154,7 @@ pub async fn create(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ScimError> {
     let parsed = resource::group_from_body(&body)?;
+    limits(&state).check_resource(&parsed.resource)?;
     let now = state.clock.now();
     let group = GroupRecord {
         id: GroupId::generate(),
@@ -159,13 +166,15 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    let mut tx = state.store.begin().await?;
-    check_members(&mut tx, &caller, &parsed.members).await?;
-    tx.insert_group(&group)
-        .await
-        .map_err(|e| name_taken(e, &group.display_name))?;
-    tx.add_members(&group.id, &parsed.members).await?;
-    tx.commit().await?;
+    transact(&state, async |tx: &mut Tx| {
+        check_members(tx, &caller, &parsed.members).await?;
+        tx.insert_group(&group)
+            .await
+            .map_err(|e| name_taken(e, &group.display_name))?;
+        tx.add_members(&group.id, &parsed.members).await?;
+        Ok::<_, ScimError>(())
+    })
+    .await?;
     tracing::info!(group_id = %group.id, members = parsed.members.len(), "group created");
     let body = render(&state, &group, &Projection::default()).await?;
     let location = format!("{}/Groups/{}", state.scim_base, group.id);
@@ -178,13 +187,14 @@ pub async fn create(
 }
 
 /// Writes the group's new attributes with the next version (also when only members changed, so
-/// `meta.version` and `lastModified` move).
+/// `meta.version` and `lastModified` move), if the group is still at `current`'s version;
+/// `None` when another write came first.
 async fn write(
     tx: &mut Tx,
     current: &GroupRecord,
     resource: serde_json::Map<String, Value>,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<GroupRecord, ScimError> {
+) -> Result<Option<GroupRecord>, ScimError> {
     let parsed = resource::group_from_resource(resource)?;
     let updated = GroupRecord {
         display_name: parsed.display_name,
@@ -198,27 +208,24 @@ async fn write(
         .update_group(&updated, current.version)
         .await
         .map_err(|e| name_taken(e, &updated.display_name))?;
-    if !written {
-        return Err(ScimError::new(
-            StatusCode::PRECONDITION_FAILED,
-            None,
-            "the group changed during the request; retry",
-        ));
-    }
-    Ok(updated)
+    Ok(written.then_some(updated))
 }
 
-async fn load_for_write(
-    tx: &mut Tx,
-    caller: &Caller,
+fn changed_meanwhile() -> ScimError {
+    ScimError::new(
+        StatusCode::PRECONDITION_FAILED,
+        None,
+        "the group changed during the request; retry",
+    )
+}
+
+/// The group, if it exists and is at the version `If-Match` names (412 otherwise).
+fn check_version(
+    group: Option<GroupRecord>,
     id: &GroupId,
-    headers: &HeaderMap,
+    expected: Option<i64>,
 ) -> Result<GroupRecord, ScimError> {
-    let expected = if_match(headers)?;
-    let current = tx
-        .group_by_id(&caller.account, id)
-        .await?
-        .ok_or_else(|| ScimError::not_found(format!("no group with id {id}")))?;
+    let current = group.ok_or_else(|| ScimError::not_found(format!("no group with id {id}")))?;
     if let Some(expected) = expected.filter(|v| *v != current.version) {
         return Err(ScimError::new(
             StatusCode::PRECONDITION_FAILED,
@@ -232,6 +239,16 @@ async fn load_for_write(
     Ok(current)
 }
 
+async fn load_for_write(
+    tx: &mut Tx,
+    caller: &Caller,
+    id: &GroupId,
+    headers: &HeaderMap,
+) -> Result<GroupRecord, ScimError> {
+    let expected = if_match(headers)?;
+    check_version(tx.group_by_id(&caller.account, id).await?, id, expected)
+}
+
 pub async fn replace(
     State(state): State<AppState>,
     caller: Caller,
@@ -241,19 +258,20 @@ pub async fn replace(
 ) -> Result<Response, ScimError> {
     let id = group_id(&id)?;
     let parsed = resource::group_from_body(&body)?;
-    let mut tx = state.store.begin().await?;
-    let current = load_for_write(&mut tx, &caller, &id, &headers).await?;
-    let mut resource = parsed.resource;
-    resource.insert("displayName".to_owned(), json!(parsed.display_name));
-    let updated = write(&mut tx, &current, resource, state.clock.now()).await?;
-    apply_member_changes(
-        &mut tx,
-        &caller,
-        &id,
-        vec![MemberChange::ReplaceAll(parsed.members)],
-    )
+    limits(&state).check_resource(&parsed.resource)?;
+    let now = state.clock.now();
+    let updated = transact(&state, async |tx: &mut Tx| {
+        let current = load_for_write(tx, &caller, &id, &headers).await?;
+        let mut resource = parsed.resource;
+        resource.insert("displayName".to_owned(), json!(parsed.display_name));
+        let updated = write(tx, &current, resource, now)
+            .await?
+            .ok_or_else(changed_meanwhile)?;
+        let replace_all = vec![MemberChange::ReplaceAll(parsed.members)];
+        apply_member_changes(tx, &caller, &id, replace_all).await?;
+        Ok::<_, ScimError>(updated)
+    })
     .await?;
-    tx.commit().await?;
     let body = render(&state, &updated, &Projection::default()).await?;
     Ok(scim_response(
         StatusCode::OK,
@@ -263,6 +281,10 @@ pub async fn replace(
     ))
 }
 
+/// Applies the attribute operations to the stored group outside any transaction, then writes
+/// them and the member changes in one transaction if the group is still at the version they
+/// were applied to (see [`super::write`]). Everything the request can be refused for —
+/// including its `attributes`/`excludedAttributes` — is checked before anything is written.
 pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -272,22 +294,56 @@ pub async fn patch(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ScimError> {
     let id = group_id(&id)?;
+    let expected = if_match(&headers)?;
+    let wants_body =
+        params.get("attributes").is_some() || params.get("excludedAttributes").is_some();
+    let projection = Projection::new(params.get("attributes"), params.get("excludedAttributes"))?;
     let ops = patch::parse_patch_request(&body)?;
+    let limits = limits(&state);
+    limits.check_operations(&ops)?;
     let (ops, member_changes) = patch::split_member_ops(ops)?;
-    let mut tx = state.store.begin().await?;
-    let current = load_for_write(&mut tx, &caller, &id, &headers).await?;
-    let mut resource = current.resource.clone();
-    resource.insert("displayName".to_owned(), json!(current.display_name));
-    patch::apply(&mut resource, &ops, &GROUP_SCHEMA)?;
     let members_changed = member_changes.len();
-    apply_member_changes(&mut tx, &caller, &id, member_changes).await?;
-    let updated = write(&mut tx, &current, resource, state.clock.now()).await?;
-    tx.commit().await?;
+    let stored = state.store.group_by_id(&caller.account, &id).await?;
+    let current = check_version(stored, &id, expected)?;
+    let patched = |current: &GroupRecord| {
+        let mut resource = current.resource.clone();
+        resource.insert("displayName".to_owned(), json!(current.display_name));
+        limits.apply_patch(&mut resource, &ops, &GROUP_SCHEMA)?;
+        Ok::<_, ScimError>(resource)
+    };
+    let resource = patched(&current)?;
+    let now = state.clock.now();
+    let changes = member_changes.clone();
+    let written = transact(&state, async |tx: &mut Tx| {
+        let Some(updated) = write(tx, &current, resource, now).await? else {
+            return Ok(None);
+        };
+        apply_member_changes(tx, &caller, &id, changes).await?;
+        Ok::<_, ScimError>(Some(updated))
+    })
+    .await?;
+    let updated = match written {
+        Some(updated) => updated,
+        // Another write came first, and the client set no precondition: apply the PATCH to
+        // the current version under the row lock.
+        None if expected.is_none() => {
+            tracing::debug!("group changed during the PATCH; applying it under the lock");
+            transact(&state, async |tx: &mut Tx| {
+                let locked = check_version(tx.group_by_id(&caller.account, &id).await?, &id, None)?;
+                let resource = patched(&locked)?;
+                let updated = write(tx, &locked, resource, now)
+                    .await?
+                    .ok_or_else(changed_meanwhile)?;
+                apply_member_changes(tx, &caller, &id, member_changes).await?;
+                Ok::<_, ScimError>(updated)
+            })
+            .await?
+        }
+        None => return Err(changed_meanwhile()),
+    };
     tracing::info!(group_id = %id, member_changes = members_changed, "group patched");
     // RFC 7644 §3.5.2: 204 unless the client asked for attributes back.
-    if params.get("attributes").is_some() || params.get("excludedAttributes").is_some() {
-        let projection =
-            Projection::new(params.get("attributes"), params.get("excludedAttributes"));
+    if wants_body {
         let body = render(&state, &updated, &projection).await?;
         return Ok(scim_response(
             StatusCode::OK,
@@ -306,10 +362,12 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
     let id = group_id(&id)?;
-    let mut tx = state.store.begin().await?;
-    load_for_write(&mut tx, &caller, &id, &headers).await?;
-    tx.delete_group(&caller.account, &id).await?;
-    tx.commit().await?;
+    transact(&state, async |tx: &mut Tx| {
+        load_for_write(tx, &caller, &id, &headers).await?;
+        tx.delete_group(&caller.account, &id).await?;
+        Ok::<_, ScimError>(())
+    })
+    .await?;
     tracing::info!(group_id = %id, "group deleted");
     Ok(super::no_content())
 }

@@ -12,6 +12,7 @@ pub mod request;
 pub mod resource;
 pub mod schema;
 pub mod users;
+pub mod write;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -196,7 +197,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         Err(e) => return ScimError::from(e).into_response(),
     };
     let Some(integration) = found.filter(|i| {
-        i.kind == "scim"
+        i.kind == crate::domain::IntegrationKind::Scim
             && i.token_hash
                 .as_deref()
                 .is_some_and(|h| secrets::verify_token(token, h))

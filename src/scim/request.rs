@@ -1,6 +1,7 @@
 //! What a SCIM request carries besides its path: the authenticated caller, a size-limited JSON
 //! body of the right media type, list parameters, and `If-Match`. Each is an axum extractor so
-//! that a bad one becomes a SCIM error before any handler runs.
+//! that a bad one becomes a SCIM error before any handler runs. No string of a body or a query
+//! parameter may contain a NUL character (`400 invalidValue`, on every backend).
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -92,9 +93,57 @@ impl FromRequest<AppState> for ScimBody {
                 "the request body is empty; a JSON object was expected",
             ));
         }
-        serde_json::from_slice(&bytes).map(ScimBody).map_err(|e| {
+        let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}"))
-        })
+        })?;
+        refuse_nul(&body)?;
+        Ok(ScimBody(body))
+    }
+}
+
+/// The path (`name.givenName`, `Operations[0].value`) of the first string or key in `value`
+/// that contains a NUL character (U+0000), if any. No attribute may hold one: PostgreSQL text
+/// cannot store it, and no name or id needs it.
+fn nul_path(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(String::new()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_path(v).map(|p| format!("[{i}]{}", dotted(&p)))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                return Some(k.replace('\0', "\\0"));
+            }
+            nul_path(v).map(|p| format!("{k}{}", dotted(&p)))
+        }),
+        _ => None,
+    }
+}
+
+fn dotted(rest: &str) -> String {
+    if rest.is_empty() || rest.starts_with('[') {
+        rest.to_owned()
+    } else {
+        format!(".{rest}")
+    }
+}
+
+/// Refuses a body with a NUL character anywhere (`400 invalidValue`).
+fn refuse_nul(body: &Value) -> Result<(), ScimError> {
+    match nul_path(body) {
+        None => Ok(()),
+        Some(path) => {
+            let at: String = path.chars().take(100).collect();
+            Err(ScimError::invalid_value(format!(
+                "{} contains a NUL character (U+0000), which no attribute may hold",
+                if at.is_empty() {
+                    "the body"
+                } else {
+                    at.as_str()
+                }
+            )))
+        }
     }
 }
 
@@ -107,9 +156,18 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ScimError> {
         let raw = parts.uri.query().unwrap_or("");
-        serde_urlencoded::from_str::<Vec<(String, String)>>(raw)
-            .map(QueryParams)
-            .map_err(|e| ScimError::invalid_syntax(format!("malformed query string: {e}")))
+        let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(raw)
+            .map_err(|e| ScimError::invalid_syntax(format!("malformed query string: {e}")))?;
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            let name: String = name.chars().filter(|c| *c != '\0').take(40).collect();
+            return Err(ScimError::invalid_value(format!(
+                "query parameter {name:?} contains a NUL character (U+0000)"
+            )));
+        }
+        Ok(QueryParams(pairs))
     }
 }
 
@@ -175,7 +233,7 @@ impl ListRequest {
             projection: super::resource::Projection::new(
                 q.get("attributes"),
                 q.get("excludedAttributes"),
-            ),
+            )?,
         })
     }
 
@@ -244,7 +302,7 @@ impl ListRequest {
             projection: super::resource::Projection::new(
                 list("attributes")?.as_deref(),
                 list("excludedAttributes")?.as_deref(),
-            ),
+            )?,
         })
     }
 }

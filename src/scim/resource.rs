@@ -5,6 +5,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
+use crate::domain::text;
 use crate::domain::{DirectoryUser, EntraObjectId, GroupRecord, UserName, UserRecord};
 
 use super::error::ScimError;
@@ -96,10 +97,25 @@ pub fn user_from_resource(resource: Map<String, Value>) -> Result<DirectoryUser,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(ScimError::invalid_value("active must be a boolean")),
     };
+    let given_name = sub("givenName")?;
+    let family_name = sub("familyName")?;
+    let display_name = opt_string(&resource, "displayName")?;
+    // These become the host's name in guest emails: no control characters (a CR LF there would
+    // start a new mail header).
+    for (field, value) in [
+        ("name.givenName", &given_name),
+        ("name.familyName", &family_name),
+        ("displayName", &display_name),
+    ] {
+        if let Some(v) = value {
+            text::check_display_text(field, v)
+                .map_err(|e| ScimError::invalid_value(e.to_string()))?;
+        }
+    }
     Ok(DirectoryUser {
-        given_name: sub("givenName")?,
-        family_name: sub("familyName")?,
-        display_name: opt_string(&resource, "displayName")?,
+        given_name,
+        family_name,
+        display_name,
         external_id: opt_string(&resource, "externalId")?,
         active,
         entra_object_id: None,
@@ -281,27 +297,46 @@ pub struct Projection {
     pub excluded: Vec<String>,
 }
 
-fn split_list(v: Option<&str>) -> Vec<String> {
-    v.map(|s| {
-        s.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()
-    })
-    .unwrap_or_default()
+/// The most distinct paths one `attributes` or `excludedAttributes` list may name.
+pub const MAX_PROJECTION_PATHS: usize = 100;
+
+/// The paths of one list, trimmed and deduplicated (case-insensitively, first spelling kept);
+/// more than [`MAX_PROJECTION_PATHS`] distinct ones is `400 tooMany`.
+fn split_list(name: &str, v: Option<&str>) -> Result<Vec<String>, ScimError> {
+    let mut out: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for path in v.unwrap_or("").split(',').map(str::trim) {
+        if path.is_empty() || !seen.insert(path.to_ascii_lowercase()) {
+            continue;
+        }
+        if out.len() == MAX_PROJECTION_PATHS {
+            return Err(ScimError::bad_request(
+                "tooMany",
+                format!("{name} names more than {MAX_PROJECTION_PATHS} distinct attributes"),
+            ));
+        }
+        out.push(path.to_owned());
+    }
+    Ok(out)
 }
 
 /// Splits a possibly URN-qualified path into (schema, top-level attribute, sub-attribute).
 fn split_path<'a>(path: &'a str, core: &str) -> (Option<&'a str>, &'a str, Option<&'a str>) {
-    let (schema, rest) = if path.len() > core.len() && path[..core.len()].eq_ignore_ascii_case(core)
-    {
-        (None, path[core.len()..].trim_start_matches(':'))
+    // `get` rather than indexing: a byte index inside a multi-byte character is `None`, not a
+    // panic.
+    let core_prefixed = path
+        .get(..core.len())
+        .filter(|p| p.eq_ignore_ascii_case(core))
+        .and_then(|_| path.get(core.len()..))
+        .filter(|rest| !rest.is_empty());
+    let (schema, rest) = if let Some(rest) = core_prefixed {
+        (None, rest.trim_start_matches(':'))
     } else if path.starts_with("urn:") {
         match path.rfind(':') {
             Some(i) => {
                 let (s, r) = path.split_at(i);
-                let r = &r[1..];
+                // `i` is the byte index of an ASCII ':'.
+                let r = r.strip_prefix(':').unwrap_or(r);
                 // `urn:...:User` alone names the whole extension.
                 if r.contains('.') || r.chars().next().is_some_and(|c| c.is_ascii_lowercase()) {
                     (Some(s), r)
@@ -325,11 +360,13 @@ fn find_key<'m>(m: &'m Map<String, Value>, name: &str) -> Option<&'m String> {
 }
 
 impl Projection {
-    pub fn new(attributes: Option<&str>, excluded: Option<&str>) -> Self {
-        Self {
-            attributes: split_list(attributes),
-            excluded: split_list(excluded),
-        }
+    /// The projection a request asks for; a list of more than [`MAX_PROJECTION_PATHS`]
+    /// distinct paths is refused (each path costs a pass over every returned resource).
+    pub fn new(attributes: Option<&str>, excluded: Option<&str>) -> Result<Self, ScimError> {
+        Ok(Self {
+            attributes: split_list("attributes", attributes)?,
+            excluded: split_list("excludedAttributes", excluded)?,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -503,19 +540,71 @@ mod tests {
     #[test]
     fn projection_keeps_always_returned() {
         let r = json!({"id": "1", "schemas": [USER_URN], "userName": "a@b.c", "name": {"givenName": "A", "familyName": "B"}, "emails": [{"value": "x", "type": "work"}]});
-        let p = Projection::new(Some("name.givenName,emails.value"), None);
+        let p = Projection::new(Some("name.givenName,emails.value"), None).unwrap();
         let out = p.apply(r.clone(), USER_URN);
         assert_eq!(
             out,
             json!({"id": "1", "schemas": [USER_URN], "name": {"givenName": "A"}, "emails": [{"value": "x"}]})
         );
-        let p = Projection::new(None, Some("name,userName,id"));
+        let p = Projection::new(None, Some("name,userName,id")).unwrap();
         let out = p.apply(r, USER_URN);
         assert_eq!(
             out,
             json!({"id": "1", "schemas": [USER_URN], "emails": [{"value": "x", "type": "work"}]})
         );
-        assert!(!Projection::new(None, Some("members")).returns("members", GROUP_URN));
-        assert!(Projection::new(Some("displayName,members"), None).returns("members", GROUP_URN));
+        assert!(
+            !Projection::new(None, Some("members"))
+                .unwrap()
+                .returns("members", GROUP_URN)
+        );
+        assert!(
+            Projection::new(Some("displayName,members"), None)
+                .unwrap()
+                .returns("members", GROUP_URN)
+        );
+    }
+
+    #[test]
+    fn paths_with_multi_byte_characters_never_panic() {
+        let r = json!({"id": "1", "schemas": [GROUP_URN], "displayName": "G", "ü": 1});
+        // Every prefix length around the core URN's, so a byte index lands inside a character.
+        for n in 0..=GROUP_URN.len() + 2 {
+            for tail in ["é", "€", "😀", "ü:x", ":é.ß"] {
+                let path = format!("{}{tail}", &"x".repeat(n));
+                let prefixed = format!("{}{tail}", &GROUP_URN[..n.min(GROUP_URN.len())]);
+                for p in [path, prefixed, format!("urn:é:{tail}")] {
+                    let proj = Projection::new(Some(&p), Some(&p)).unwrap();
+                    let _ = proj.apply(r.clone(), GROUP_URN);
+                    let _ = proj.returns("members", GROUP_URN);
+                    let proj = Projection::new(None, Some(&p)).unwrap();
+                    let _ = proj.apply(r.clone(), GROUP_URN);
+                }
+            }
+        }
+        let p = Projection::new(Some("ü"), None).unwrap();
+        assert_eq!(
+            p.apply(r, GROUP_URN),
+            json!({"id": "1", "schemas": [GROUP_URN], "ü": 1})
+        );
+    }
+
+    #[test]
+    fn projection_lists_are_deduplicated_and_capped() {
+        let repeated = vec!["displayName"; 1_000].join(",");
+        let p = Projection::new(Some(&repeated), Some("Members, members ,MEMBERS")).unwrap();
+        assert_eq!(p.attributes, vec!["displayName".to_owned()]);
+        assert_eq!(p.excluded, vec!["Members".to_owned()]);
+        let distinct: Vec<String> = (0..=MAX_PROJECTION_PATHS)
+            .map(|i| format!("a{i}"))
+            .collect();
+        assert!(Projection::new(Some(&distinct[1..].join(",")), None).is_ok());
+        let e = Projection::new(None, Some(&distinct.join(","))).unwrap_err();
+        assert_eq!(
+            (e.status.as_u16(), e.scim_type),
+            (400, Some("tooMany")),
+            "{}",
+            e.detail
+        );
+        assert!(e.detail.contains("excludedAttributes"), "{}", e.detail);
     }
 }

@@ -8,8 +8,12 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 
 use crate::domain::directory::{self, DeprovisionReason, OpContext, UpdateOutcome};
-use crate::domain::{DirectoryError, DirectoryTx, LogAction, LogStatus, Source, UserId};
+use crate::domain::{
+    DirectoryError, DirectoryTx, DirectoryUser, LogAction, LogStatus, Source, UserId, UserRecord,
+};
 use crate::http::AppState;
+use crate::metrics::UserAction;
+use crate::store::Tx;
 use crate::store::sql_filter::{self, Target};
 
 use super::error::ScimError;
@@ -18,6 +22,7 @@ use super::patch::{self, USER_SCHEMA};
 use super::request::{Caller, ListRequest, QueryParams, ScimBody, if_match};
 use super::resource::{self, Projection, USER_URN};
 use super::scim_response;
+use super::write::{Limits, transact};
 
 fn context(state: &AppState, caller: &Caller) -> OpContext {
     OpContext {
@@ -34,29 +39,38 @@ fn user_id(raw: &str) -> Result<UserId, ScimError> {
     UserId::parse(raw).map_err(|_| ScimError::not_found(format!("no user with id {raw}")))
 }
 
-/// Records a refused or failed user operation in the provisioning log (best effort: the
-/// response to the client does not depend on it).
-async fn log_failure(
+/// The cost limits of SCIM writes.
+fn limits(state: &AppState) -> Limits {
+    Limits::from_settings(&state.settings.scim)
+}
+
+/// Awaits one user write and records a refused or failed one in the provisioning log (best
+/// effort: the response to the client does not depend on it). A DELETE of a user that does not
+/// exist is not logged: it names no user.
+async fn logged<T>(
     state: &AppState,
     caller: &Caller,
     action: LogAction,
     user: Option<&str>,
-    err: &ScimError,
-) {
+    work: impl Future<Output = Result<T, ScimError>>,
+) -> Result<T, ScimError> {
+    let err = match work.await {
+        Ok(out) => return Ok(out),
+        Err(e) => e,
+    };
+    if err.status == StatusCode::NOT_FOUND && action == LogAction::Delete {
+        return Err(err);
+    }
     let ctx = context(state, caller);
     let mut entry = ctx.log_entry(action, LogStatus::Failure);
     entry.user_name = user.map(str::to_owned);
     entry.error_code = Some(err.scim_type.unwrap_or(err.status.as_str()).to_owned());
     entry.error_message = Some(err.detail.clone());
-    let result = async {
-        let mut tx = state.store.begin().await?;
-        tx.write_log(&entry).await?;
-        tx.commit().await
-    }
-    .await;
-    if let Err(e) = result {
+    let written = transact(state, async |tx| tx.write_log(&entry).await).await;
+    if let Err(e) = written {
         tracing::warn!(error = %e, "could not write a provisioning-log row for a failed request");
     }
+    Err(err)
 }
 
 /// Matching users as SCIM JSON (projected), and the total number of matches.
@@ -116,7 +130,7 @@ pub async fn get(
         .user_by_id(&caller.account, &id)
         .await?
         .ok_or_else(|| ScimError::not_found(format!("no user with id {id}")))?;
-    let projection = Projection::new(params.get("attributes"), params.get("excludedAttributes"));
+    let projection = Projection::new(params.get("attributes"), params.get("excludedAttributes"))?;
     let body = projection.apply(resource::user_json(&user, &state.scim_base), USER_URN);
     Ok(scim_response(
         StatusCode::OK,
@@ -131,43 +145,52 @@ pub async fn create(
     caller: Caller,
     ScimBody(body): ScimBody,
 ) -> Result<Response, ScimError> {
-    let hinted = body
-        .get("userName")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let result = async {
+    let hinted = body.get("userName").and_then(Value::as_str);
+    let work = async {
         let desired = resource::user_from_body(&body)?;
+        limits(&state).check_resource(&desired.resource)?;
         let ctx = context(&state, &caller);
-        let mut tx = state.store.begin().await?;
-        let user = directory::create_user(&mut tx, &ctx, desired).await?;
-        tx.commit().await?;
-        Ok::<_, ScimError>(user)
-    }
-    .instrument(tracing::info_span!("create_user"))
-    .await;
-    match result {
-        Ok(user) => {
-            tracing::info!(user_id = %user.id, "user created");
-            let body = resource::user_json(&user, &state.scim_base);
-            let location = format!("{}/Users/{}", state.scim_base, user.id);
-            Ok(scim_response(
-                StatusCode::CREATED,
-                &body,
-                Some(user.version),
-                Some(location),
-            ))
-        }
-        Err(e) => {
-            log_failure(&state, &caller, LogAction::Create, hinted.as_deref(), &e).await;
-            Err(e)
-        }
-    }
+        Ok(transact(&state, async |tx| {
+            directory::create_user(tx, &ctx, desired).await
+        })
+        .await?)
+    };
+    let span = tracing::info_span!("create_user");
+    let user = logged(
+        &state,
+        &caller,
+        LogAction::Create,
+        hinted,
+        work.instrument(span),
+    )
+    .await?;
+    committed(UserAction::Created);
+    tracing::info!(user_id = %user.id, "user created");
+    let body = resource::user_json(&user, &state.scim_base);
+    let location = format!("{}/Users/{}", state.scim_base, user.id);
+    Ok(scim_response(
+        StatusCode::CREATED,
+        &body,
+        Some(user.version),
+        Some(location),
+    ))
 }
 
-async fn respond_update(state: &AppState, outcome: UpdateOutcome) -> Response {
+/// Counts a committed change of this endpoint in `essentry_users_changed_total`.
+fn committed(action: UserAction) {
+    crate::metrics::users_changed(Source::Scim, action, 1);
+}
+
+/// The answer to a committed PUT or PATCH.
+fn respond_update(state: &AppState, outcome: UpdateOutcome) -> Response {
     let (user, status) = match outcome {
-        UpdateOutcome::Updated { user, .. } | UpdateOutcome::Unchanged(user) => (user, "updated"),
+        UpdateOutcome::Unchanged(user) => (user, "unchanged"),
+        UpdateOutcome::Updated { user, .. } => {
+            committed(UserAction::Updated);
+            (user, "updated")
+        }
         UpdateOutcome::Deprovisioned(report) => {
+            committed(UserAction::Deleted);
             tracing::info!(
                 user_id = %report.user.id,
                 cancelled = report.cancelled.len(),
@@ -190,33 +213,48 @@ pub async fn replace(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ScimError> {
     let id = user_id(&id)?;
-    let result = async {
+    let work = async {
         let expected = if_match(&headers)?;
         let desired = resource::user_from_body(&body)?;
+        limits(&state).check_resource(&desired.resource)?;
         let ctx = context(&state, &caller);
-        let mut tx = state.store.begin().await?;
-        let outcome = directory::update_user(&mut tx, &ctx, &id, desired, expected).await?;
-        tx.commit().await?;
-        Ok::<_, ScimError>(outcome)
-    }
-    .instrument(tracing::info_span!("replace_user", user_id = %id))
-    .await;
-    match result {
-        Ok(outcome) => Ok(respond_update(&state, outcome).await),
-        Err(e) => {
-            log_failure(
-                &state,
-                &caller,
-                LogAction::Update,
-                body.get("userName").and_then(Value::as_str),
-                &e,
-            )
-            .await;
-            Err(e)
-        }
-    }
+        let update =
+            async |tx: &mut Tx| directory::update_user(tx, &ctx, &id, desired, expected).await;
+        Ok(transact(&state, update).await?)
+    };
+    let span = tracing::info_span!("replace_user", user_id = %id);
+    let hinted = body.get("userName").and_then(Value::as_str);
+    let outcome = logged(
+        &state,
+        &caller,
+        LogAction::Update,
+        hinted,
+        work.instrument(span),
+    )
+    .await?;
+    Ok(respond_update(&state, outcome))
 }
 
+/// The user `current` becomes with `ops` applied (CPU only; no transaction is open).
+fn patched_user(
+    current: &UserRecord,
+    ops: &[patch::PatchOp],
+    limits: &Limits,
+) -> Result<DirectoryUser, ScimError> {
+    let mut resource = current.attrs.resource.clone();
+    resource.insert(
+        "userName".to_owned(),
+        json!(current.attrs.user_name.as_str()),
+    );
+    resource.insert("active".to_owned(), json!(current.attrs.active));
+    limits.apply_patch(&mut resource, ops, &USER_SCHEMA)?;
+    // essentry users sign in through their company's IdP: a password is never kept.
+    resource.remove("password");
+    resource::user_from_resource(resource)
+}
+
+/// Applies the PATCH to the stored user outside any transaction, then writes the result if the
+/// user is still at the version it was applied to (see [`super::write`]).
 pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -225,38 +263,57 @@ pub async fn patch(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ScimError> {
     let id = user_id(&id)?;
-    let result = async {
+    let work = async {
         let expected = if_match(&headers)?;
         let ops = patch::parse_patch_request(&body)?;
+        let limits = limits(&state);
+        limits.check_operations(&ops)?;
         let ctx = context(&state, &caller);
-        let mut tx = state.store.begin().await?;
-        let current = tx
+        let current = state
+            .store
             .user_by_id(&caller.account, &id)
             .await?
             .ok_or_else(|| ScimError::not_found(format!("no user with id {id}")))?;
-        let mut resource = current.attrs.resource.clone();
-        resource.insert(
-            "userName".to_owned(),
-            json!(current.attrs.user_name.as_str()),
-        );
-        resource.insert("active".to_owned(), json!(current.attrs.active));
-        patch::apply(&mut resource, &ops, &USER_SCHEMA)?;
-        // essentry users sign in through their company's IdP: a password is never kept.
-        resource.remove("password");
-        let desired = resource::user_from_resource(resource)?;
-        let outcome = directory::update_user(&mut tx, &ctx, &id, desired, expected).await?;
-        tx.commit().await?;
-        Ok::<_, ScimError>(outcome)
-    }
-    .instrument(tracing::info_span!("patch_user", user_id = %id))
-    .await;
-    match result {
-        Ok(outcome) => Ok(respond_update(&state, outcome).await),
-        Err(e) => {
-            log_failure(&state, &caller, LogAction::Update, None, &e).await;
-            Err(e)
+        if let Some(expected) = expected.filter(|v| *v != current.version) {
+            return Err(DirectoryError::VersionMismatch {
+                expected,
+                actual: current.version,
+            }
+            .into());
         }
-    }
+        let desired = patched_user(&current, &ops, &limits)?;
+        let update = async |tx: &mut Tx| {
+            directory::update_user(tx, &ctx, &id, desired, Some(current.version)).await
+        };
+        match transact(&state, update).await {
+            // Another write came first, and the client set no precondition: apply the PATCH to
+            // the current version under the row lock.
+            Err(DirectoryError::VersionMismatch { .. }) if expected.is_none() => {
+                tracing::debug!("user changed during the PATCH; applying it under the lock");
+                let locked = async |tx: &mut Tx| {
+                    let current = tx
+                        .user_by_id(&caller.account, &id)
+                        .await?
+                        .ok_or_else(|| ScimError::not_found(format!("no user with id {id}")))?;
+                    let desired = patched_user(&current, &ops, &limits)?;
+                    let version = Some(current.version);
+                    Ok(directory::update_user(tx, &ctx, &id, desired, version).await?)
+                };
+                transact(&state, locked).await
+            }
+            other => Ok(other?),
+        }
+    };
+    let span = tracing::info_span!("patch_user", user_id = %id);
+    let outcome = logged(
+        &state,
+        &caller,
+        LogAction::Update,
+        None,
+        work.instrument(span),
+    )
+    .await?;
+    Ok(respond_update(&state, outcome))
 }
 
 pub async fn delete(
@@ -266,45 +323,41 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
     let id = user_id(&id)?;
-    let result = async {
+    let work = async {
         let expected = if_match(&headers)?;
         let ctx = context(&state, &caller);
-        let mut tx = state.store.begin().await?;
-        if let Some(expected) = expected {
-            let current = tx
-                .user_by_id(&caller.account, &id)
-                .await?
-                .ok_or_else(|| DirectoryError::UserNotFound(id.to_string()))?;
-            if current.version != expected {
-                return Err(DirectoryError::VersionMismatch {
-                    expected,
-                    actual: current.version,
+        let remove = async |tx: &mut Tx| {
+            if let Some(expected) = expected {
+                let current = tx
+                    .user_by_id(&caller.account, &id)
+                    .await?
+                    .ok_or_else(|| DirectoryError::UserNotFound(id.to_string()))?;
+                if current.version != expected {
+                    return Err(DirectoryError::VersionMismatch {
+                        expected,
+                        actual: current.version,
+                    });
                 }
-                .into());
             }
-        }
-        let report =
-            directory::deprovision_user(&mut tx, &ctx, &id, DeprovisionReason::Deleted).await?;
-        tx.commit().await?;
-        Ok::<_, ScimError>(report)
-    }
-    .instrument(tracing::info_span!("delete_user", user_id = %id))
-    .await;
-    match result {
-        Ok(report) => {
-            tracing::info!(
-                user_id = %id,
-                cancelled = report.cancelled.len(),
-                emails_queued = report.queued.len(),
-                "user deleted"
-            );
-            Ok(super::no_content())
-        }
-        Err(e) => {
-            if e.status != StatusCode::NOT_FOUND {
-                log_failure(&state, &caller, LogAction::Delete, None, &e).await;
-            }
-            Err(e)
-        }
-    }
+            directory::deprovision_user(tx, &ctx, &id, DeprovisionReason::Deleted).await
+        };
+        Ok(transact(&state, remove).await?)
+    };
+    let span = tracing::info_span!("delete_user", user_id = %id);
+    let report = logged(
+        &state,
+        &caller,
+        LogAction::Delete,
+        None,
+        work.instrument(span),
+    )
+    .await?;
+    committed(UserAction::Deleted);
+    tracing::info!(
+        user_id = %id,
+        cancelled = report.cancelled.len(),
+        emails_queued = report.queued.len(),
+        "user deleted"
+    );
+    Ok(super::no_content())
 }

@@ -9,13 +9,13 @@ use serde_json::{Map, Value};
 use sqlx::{AssertSqlSafe, Database, Row};
 
 use crate::domain::{
-    AccountId, Appointment, AppointmentId, AppointmentStatus, DirectoryUser, EntraObjectId,
-    GroupId, GroupRecord, Guest, IntegrationId, LogEntry, OutboxMessage, Source, StoreError,
-    UserId, UserName, UserRecord,
+    AccountId, Appointment, AppointmentId, AppointmentStatus, CycleStatus, DirectoryUser,
+    EntraObjectId, GroupId, GroupRecord, Guest, IntegrationId, IntegrationKind, LogEntry,
+    OutboxMessage, Source, StoreError, Trigger, UserId, UserName, UserRecord, fold_key,
 };
 use crate::store::sql_filter::{Param, Where};
 use crate::store::{
-    AdminTokenRow, CycleRow, IntegrationRow, LogQuery, LogRow, OutboxRow, corrupt, db_err,
+    AdminTokenInfo, AdminTokenRow, CycleRow, IntegrationRow, LogQuery, LogRow, OutboxRow, corrupt, db_err,
     skip_key,
 };
 
@@ -76,7 +76,7 @@ fn user_with_resource(row: &DbRow, resource: Map<String, Value>) -> Result<UserR
             entra_object_id: entra.map(EntraObjectId::from_trusted),
             resource,
         },
-        source: Source::parse(&source),
+        source: Source::parse(&source).ok_or_else(|| corrupt("user source"))?,
         version: row.try_get("version").map_err(db_err)?,
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,
@@ -97,9 +97,10 @@ fn group_from_row(row: &DbRow) -> Result<GroupRecord, StoreError> {
     })
 }
 
-/// Unicode case folding for the `*_lower` columns that case-insensitive filters compare.
+/// Unicode NFC and case folding ([`fold_key`]) for the `*_lower` columns that case-insensitive
+/// filters compare.
 fn folded(v: &Option<String>) -> Option<String> {
-    v.as_ref().map(|s| s.to_lowercase())
+    v.as_deref().map(fold_key)
 }
 
 fn resource_text(m: &Map<String, Value>) -> String {
@@ -151,7 +152,10 @@ fn integration_from_row(row: &DbRow) -> Result<IntegrationRow, StoreError> {
         account_id: AccountId::from_trusted(row.try_get("account_id").map_err(db_err)?),
         account_name: row.try_get("account_name").map_err(db_err)?,
         name: row.try_get("name").map_err(db_err)?,
-        kind: row.try_get("kind").map_err(db_err)?,
+        kind: {
+            let kind: String = row.try_get("kind").map_err(db_err)?;
+            IntegrationKind::parse(&kind).ok_or_else(|| corrupt("integration kind"))?
+        },
         token_hash: row.try_get("token_hash").map_err(db_err)?,
         token_hint: row.try_get("token_hint").map_err(db_err)?,
         secret_sealed: row.try_get("secret_sealed").map_err(db_err)?,
@@ -293,9 +297,9 @@ async fn write_emails(c: &mut Conn, user: &UserRecord, replace: bool) -> Result<
         .bind(user.id.as_str())
         .bind(i64::try_from(i).unwrap_or(i64::MAX))
         .bind(e.kind.as_deref())
-        .bind(e.kind.as_ref().map(|v| v.to_lowercase()))
+        .bind(folded(&e.kind))
         .bind(e.value.as_deref())
-        .bind(e.value.as_ref().map(|v| v.to_lowercase()))
+        .bind(folded(&e.value))
         .bind(e.primary)
         .execute(&mut *c)
         .await
@@ -481,7 +485,7 @@ pub async fn insert_group(c: &mut Conn, g: &GroupRecord) -> Result<(), StoreErro
     .bind(g.id.as_str())
     .bind(g.account_id.as_str())
     .bind(g.display_name.as_str())
-    .bind(g.display_name.to_lowercase())
+    .bind(fold_key(&g.display_name))
     .bind(g.external_id.as_deref())
     .bind(resource_text(&g.resource))
     .bind(g.version)
@@ -525,7 +529,7 @@ pub async fn update_group(
     .bind(g.account_id.as_str())
     .bind(g.id.as_str())
     .bind(g.display_name.as_str())
-    .bind(g.display_name.to_lowercase())
+    .bind(fold_key(&g.display_name))
     .bind(g.external_id.as_deref())
     .bind(resource_text(&g.resource))
     .bind(g.version)

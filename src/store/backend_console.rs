@@ -9,13 +9,14 @@ use crate::store::console::{
 
 pub async fn insert_session(c: &mut Conn, s: &SessionRow) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO console_sessions (id_hash, token_id, token_name, account_id, csrf, \
-         created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO console_sessions (id_hash, token_id, token_name, account_id, account_name, \
+         csrf, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(s.id_hash.as_slice())
     .bind(s.token_id.as_str())
     .bind(s.token_name.as_str())
     .bind(s.account_id.as_ref().map(|a| a.as_str()))
+    .bind(s.account_name.as_deref())
     .bind(s.csrf.as_str())
     .bind(s.created_at)
     .bind(s.last_seen_at)
@@ -28,8 +29,8 @@ pub async fn insert_session(c: &mut Conn, s: &SessionRow) -> Result<(), StoreErr
 
 pub async fn session_by_hash(c: &mut Conn, hash: &[u8]) -> Result<Option<SessionRow>, StoreError> {
     let row = sqlx::query(
-        "SELECT id_hash, token_id, token_name, account_id, csrf, created_at, last_seen_at, \
-         expires_at FROM console_sessions WHERE id_hash = $1",
+        "SELECT id_hash, token_id, token_name, account_id, account_name, csrf, created_at, \
+         last_seen_at, expires_at FROM console_sessions WHERE id_hash = $1",
     )
     .bind(hash)
     .fetch_optional(&mut *c)
@@ -42,6 +43,7 @@ pub async fn session_by_hash(c: &mut Conn, hash: &[u8]) -> Result<Option<Session
             token_id: r.try_get("token_id").map_err(db_err)?,
             token_name: r.try_get("token_name").map_err(db_err)?,
             account_id: account.map(AccountId::from_trusted),
+            account_name: r.try_get("account_name").map_err(db_err)?,
             csrf: r.try_get("csrf").map_err(db_err)?,
             created_at: r.try_get("created_at").map_err(db_err)?,
             last_seen_at: r.try_get("last_seen_at").map_err(db_err)?,

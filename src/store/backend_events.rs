@@ -1,5 +1,5 @@
 // Queries shared by both backends, second part (see `backend.rs` for how it is compiled twice):
-// appointments, the outbox, the provisioning log, sync cycles, admin tokens and retention.
+// appointments, the outbox, the provisioning log, sync cycles and retention.
 // `include!`d right after `backend.rs`, so it shares its imports and helpers.
 
 // ---------------------------------------------------------------------------------------------
@@ -63,7 +63,8 @@ fn appointments_from_rows(rows: &[DbRow]) -> Result<Vec<Appointment>, StoreError
                 title: row.try_get("title").map_err(db_err)?,
                 starts_at: row.try_get("starts_at").map_err(db_err)?,
                 ends_at: row.try_get("ends_at").map_err(db_err)?,
-                status: AppointmentStatus::parse(&status),
+                status: AppointmentStatus::parse(&status)
+                    .ok_or_else(|| corrupt("appointment status"))?,
                 cancelled_at: row.try_get("cancelled_at").map_err(db_err)?,
                 cancel_reason: row.try_get("cancel_reason").map_err(db_err)?,
                 guests: Vec::new(),
@@ -194,7 +195,9 @@ fn outbox_row(r: &DbRow, status: String) -> Result<OutboxRow, StoreError> {
     })
 }
 
+/// Writes one provisioning-log row, every value bounded (see `crate::domain::clip`).
 pub async fn write_log(c: &mut Conn, e: &LogEntry) -> Result<(), StoreError> {
+    let e = &e.clipped();
     let modified =
         serde_json::to_string(&e.modified).map_err(|err| StoreError::Database(Box::new(err)))?;
     sqlx::query(
@@ -240,7 +243,7 @@ pub async fn list_log(
         ("i.name", q.integration.as_ref()),
         (
             "lower(l.user_name)",
-            q.user_name.as_ref().map(|u| u.to_lowercase()).as_ref(),
+            q.user_name.as_deref().map(fold_key).as_ref(),
         ),
         ("l.cycle_id", q.cycle_id.as_ref()),
         ("l.status", q.status.as_ref()),
@@ -301,9 +304,15 @@ fn cycle_from_row(r: &DbRow) -> Result<CycleRow, StoreError> {
         id: r.try_get("id").map_err(db_err)?,
         integration_id: r.try_get("integration_id").map_err(db_err)?,
         integration: r.try_get("integration").map_err(db_err)?,
-        trigger: r.try_get("trigger").map_err(db_err)?,
+        trigger: {
+            let word: String = r.try_get("trigger").map_err(db_err)?;
+            Trigger::parse(&word).ok_or_else(|| corrupt("cycle trigger"))?
+        },
         dry_run: r.try_get("dry_run").map_err(db_err)?,
-        outcome: r.try_get("outcome").map_err(db_err)?,
+        outcome: {
+            let word: String = r.try_get("outcome").map_err(db_err)?;
+            CycleStatus::parse(&word).ok_or_else(|| corrupt("cycle outcome"))?
+        },
         counts: serde_json::from_str(&counts).map_err(|_| corrupt("cycle counts"))?,
         graph_requests: r.try_get("graph_requests").map_err(db_err)?,
         throttled: r.try_get("throttled").map_err(db_err)?,
@@ -421,48 +430,6 @@ pub async fn purge_before(c: &mut Conn, cutoff: DateTime<Utc>) -> Result<(u64, u
     .map_err(db_err)?
     .rows_affected();
     Ok((logs, cycles))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Admin tokens
-
-pub async fn insert_admin_token(c: &mut Conn, t: &AdminTokenRow) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO admin_tokens (id, name, token_hash, token_hint, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(t.id.as_str())
-    .bind(t.name.as_str())
-    .bind(t.token_hash.as_slice())
-    .bind(t.token_hint.as_str())
-    .bind(t.created_at)
-    .execute(&mut *c)
-    .await
-    .map_err(db_err)?;
-    Ok(())
-}
-
-pub async fn admin_token_by_hash(
-    c: &mut Conn,
-    hash: &[u8],
-) -> Result<Option<AdminTokenRow>, StoreError> {
-    let row = sqlx::query(
-        "SELECT id, name, token_hash, token_hint, created_at FROM admin_tokens WHERE token_hash = $1",
-    )
-    .bind(hash)
-    .fetch_optional(&mut *c)
-    .await
-    .map_err(db_err)?;
-    row.map(|r| {
-        Ok(AdminTokenRow {
-            id: r.try_get("id").map_err(db_err)?,
-            name: r.try_get("name").map_err(db_err)?,
-            token_hash: r.try_get("token_hash").map_err(db_err)?,
-            token_hint: r.try_get("token_hint").map_err(db_err)?,
-            created_at: r.try_get("created_at").map_err(db_err)?,
-        })
-    })
-    .transpose()
 }
 
 /// `action:object_id:code` of the skip and staged-delete rows an integration logged since

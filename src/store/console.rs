@@ -15,14 +15,14 @@ pub struct SessionRow {
     /// The admin token that signed in (its id and name).
     pub token_id: String,
     pub token_name: String,
-    /// The account the session may see; `None` for a token of no account (shows the default
-    /// account).
+    /// The account the session sees (the token's own for a scoped token, else the default).
     pub account_id: Option<AccountId>,
+    pub account_name: Option<String>,
     /// The session's CSRF token, carried by every state-changing form.
     pub csrf: String,
     pub created_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
-    /// The absolute expiry.
+    /// The absolute expiry (never later than the admin token's own).
     pub expires_at: DateTime<Utc>,
 }
 

@@ -2,9 +2,10 @@
 //! PostgreSQL (`DATABASE_URL=postgres://...`, for several replicas).
 //!
 //! Design: the SQL lives once, in `backend.rs` (accounts, integrations, users, groups),
-//! `backend_events.rs` (appointments, outbox, provisioning log, cycles, admin tokens),
-//! `backend_outbox.rs` (delivery claims), `backend_metrics.rs` (gauges, migration check) and
-//! `backend_console.rs` (the console's sessions, audit trail and paged lists), which
+//! `backend_events.rs` (appointments, outbox, provisioning log, cycles), `backend_outbox.rs`
+//! (delivery claims), `backend_metrics.rs` (gauges, migration check), `backend_tokens.rs`
+//! (admin tokens) and `backend_console.rs` (the console's sessions, audit trail and paged
+//! lists), which
 //! `sqlite.rs` and `postgres.rs` each `include!` after naming their `Db`. Every query is therefore compiled against each database's
 //! own driver and native types — no `Any` driver, which cannot decode timestamps or booleans
 //! portably, and no `query!` macros, which would need a live database or committed offline data
@@ -317,6 +318,38 @@ impl Store {
         hash: &[u8],
     ) -> Result<Option<AdminTokenRow>, StoreError> {
         read!(self, |c, m| m::admin_token_by_hash(c, hash).await)
+    }
+
+    /// Every admin token (never the token or its hash), oldest first.
+    pub async fn list_admin_tokens(&self) -> Result<Vec<AdminTokenInfo>, StoreError> {
+        read!(self, |c, m| m::list_admin_tokens(c).await)
+    }
+
+    /// Revokes (deletes) the admin token `name`; `false` when there is none.
+    pub async fn revoke_admin_token(&self, name: &str) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = in_tx!(&mut tx, |c, m| m::delete_admin_token(c, name).await)?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Records that the admin token `id` was used at `now`, unless a use at or after
+    /// `stale_before` is already recorded.
+    pub async fn touch_admin_token(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        in_tx!(&mut tx, |c, m| m::touch_admin_token(
+            c,
+            id,
+            now,
+            stale_before
+        )
+        .await)?;
+        tx.commit().await
     }
 
     /// For `/metrics` (`backend_metrics.rs`): pending outbox messages, when the oldest of them

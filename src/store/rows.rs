@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::domain::{AccountId, IntegrationId};
+use crate::domain::{AccountId, CycleStatus, IntegrationId, IntegrationKind, Trigger};
 
 /// An integration as stored. The token itself is never stored: only its SHA-256 (`token_hash`)
 /// for verification and, sealed with the secrets key, for the privacy-mode reveal.
@@ -15,7 +15,7 @@ pub struct IntegrationRow {
     pub account_id: AccountId,
     pub account_name: String,
     pub name: String,
-    pub kind: String,
+    pub kind: IntegrationKind,
     pub token_hash: Option<Vec<u8>>,
     pub token_hint: Option<String>,
     pub secret_sealed: Option<String>,
@@ -75,10 +75,9 @@ pub struct CycleRow {
     pub integration_id: String,
     /// The integration's name (filled in by reads).
     pub integration: Option<String>,
-    /// `scheduled`, `manual` or `on_demand`.
-    pub trigger: String,
+    pub trigger: Trigger,
     pub dry_run: bool,
-    pub outcome: String,
+    pub outcome: CycleStatus,
     /// Counts by action and status, and what the read found.
     pub counts: Value,
     pub graph_requests: i64,
@@ -101,7 +100,7 @@ impl CycleRow {
         id: &str,
         integration_id: &IntegrationId,
         integration: &str,
-        trigger: &str,
+        trigger: Trigger,
         dry_run: bool,
         now: DateTime<Utc>,
     ) -> Self {
@@ -109,9 +108,9 @@ impl CycleRow {
             id: id.to_owned(),
             integration_id: integration_id.to_string(),
             integration: Some(integration.to_owned()),
-            trigger: trigger.to_owned(),
+            trigger,
             dry_run,
-            outcome: "running".to_owned(),
+            outcome: CycleStatus::Running,
             counts: serde_json::json!({}),
             graph_requests: 0,
             throttled: 0,
@@ -130,8 +129,28 @@ pub struct AdminTokenRow {
     pub id: String,
     pub name: String,
     pub token_hash: Vec<u8>,
+    /// What identifies the token's kind without revealing any of it (`essy_admin_…`).
     pub token_hint: String,
     pub created_at: DateTime<Utc>,
+    /// After this instant the token is refused (`None`: it does not expire).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The one account the token may act on (`None`: every account).
+    pub account_id: Option<AccountId>,
+    /// That account's name (read back with the token; not written).
+    pub account_name: Option<String>,
+    /// Last successful use, recorded at most once a minute.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// An admin token as `admin-token list` shows it: never the token, its hash or its hint.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminTokenInfo {
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The account the token is limited to (`None`: every account).
+    pub account: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -177,16 +177,21 @@ impl Builder {
             return Err(Unsupported("filter is nested too deeply".to_owned()));
         }
         match f {
-            Filter::And(a, b) => Ok(format!(
-                "({} AND {})",
-                self.node(a, element, depth + 1)?,
-                self.node(b, element, depth + 1)?
-            )),
-            Filter::Or(a, b) => Ok(format!(
-                "({} OR {})",
-                self.node(a, element, depth + 1)?,
-                self.node(b, element, depth + 1)?
-            )),
+            // A chain of one operator is one flat SQL list, however long: only real nesting
+            // (mixed operators, `not`, value filters) adds depth.
+            Filter::And(..) | Filter::Or(..) => {
+                let joiner = if matches!(f, Filter::And(..)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
+                let parts = f
+                    .operands()
+                    .into_iter()
+                    .map(|t| self.node(t, element, depth + 1))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(format!("({})", parts.join(joiner)))
+            }
             Filter::Not(a) => Ok(format!(
                 "(NOT COALESCE({}, FALSE))",
                 self.node(a, element, depth + 1)?
@@ -321,7 +326,7 @@ impl Builder {
                     CompValue::Null => String::new(),
                 };
                 let v = if matches!(column.kind, Kind::TextFolded) {
-                    raw.to_lowercase()
+                    crate::domain::fold_key(&raw)
                 } else {
                     raw
                 };
@@ -396,6 +401,37 @@ mod tests {
         let w = user(r#"userName eq "Ann@Contoso.com""#).unwrap();
         assert_eq!(w.sql, "(u.user_name_lower = $2)");
         assert_eq!(w.params, vec![Param::Text("ann@contoso.com".into())]);
+    }
+
+    #[test]
+    fn long_or_chains_are_flat_not_deep() {
+        // 1,000 terms (beyond what a 4 KiB filter can spell): one flat OR list, no depth error.
+        let term = |i: usize| Filter::Compare {
+            path: AttrPath::simple("userName"),
+            op: CompareOp::Eq,
+            value: CompValue::String(format!("U{i}@x.example")),
+        };
+        let chain = (1..1000).fold(term(0), |acc, i| {
+            Filter::Or(Box::new(acc), Box::new(term(i)))
+        });
+        let w = translate(&chain, Target::User, 2).unwrap();
+        assert_eq!(w.params.len(), 1000);
+        assert_eq!(w.sql.matches(" OR ").count(), 999);
+        assert_eq!(w.sql.matches('(').count(), 1001, "one list of 1,000 leaves");
+        assert_eq!(w.params[999], Param::Text("u999@x.example".into()));
+        // Mixed operators still nest, and parse into the same flat lists.
+        let mixed =
+            user(r#"userName eq "a@x.io" or (active eq true and userName sw "b")"#).unwrap();
+        assert_eq!(
+            mixed.sql,
+            "((u.user_name_lower = $2) OR ((u.active = $3) AND (u.user_name_lower LIKE $4 ESCAPE '\\')))"
+        );
+    }
+
+    #[test]
+    fn folded_values_are_nfc() {
+        let w = user("name.givenName eq \"Jose\u{301}\"").unwrap();
+        assert_eq!(w.params, vec![Param::Text("jos\u{e9}".into())]);
     }
 
     #[test]

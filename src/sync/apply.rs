@@ -36,6 +36,17 @@ pub struct ApplyReport {
     pub cancellations: Vec<Cancellation>,
 }
 
+impl ApplyReport {
+    /// Counts the applied changes in `essentry_users_changed_total`; call it once the apply's
+    /// transaction committed (never for a dry run).
+    pub fn count_committed(&self, source: crate::domain::Source) {
+        use crate::metrics::{UserAction, users_changed};
+        users_changed(source, UserAction::Created, self.created);
+        users_changed(source, UserAction::Updated, self.updated);
+        users_changed(source, UserAction::Deleted, self.deprovisioned);
+    }
+}
+
 /// One appointment a deprovisioning cancelled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Cancellation {

@@ -17,7 +17,7 @@ use super::apply::{self, ApplyReport, Mode};
 use super::plan::{self, Plan, Policy};
 use crate::config::SyncSettings;
 use crate::domain::directory::{OpContext, diff_attributes};
-use crate::domain::{AttributeChange, Clock, Source, StoreError, UserRecord};
+use crate::domain::{AttributeChange, Clock, CycleStatus, Source, StoreError, UserRecord};
 use crate::entra::auth::TokenSource;
 use crate::entra::graph::{GraphReader, ReadError, ReadStats, ReaderConfig};
 use crate::entra::retry::RetryBudget;
@@ -33,24 +33,7 @@ pub struct SyncEnv {
     pub settings: SyncSettings,
 }
 
-/// What started a cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    Scheduled,
-    Manual,
-    OnDemand,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Scheduled => "scheduled",
-            Self::Manual => "manual",
-            Self::OnDemand => "on_demand",
-        }
-    }
-}
+pub use crate::domain::Trigger;
 
 #[derive(Debug, Clone, Copy)]
 pub struct CycleOptions {
@@ -75,6 +58,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The state the cycle's row records. A busy cycle never ran and records no row of its own;
+    /// should one be recorded, it changed nothing, which is what `failed` says.
+    pub fn recorded(self) -> CycleStatus {
+        match self {
+            Self::Success => CycleStatus::Success,
+            Self::Held => CycleStatus::Held,
+            Self::Failed | Self::Busy => CycleStatus::Failed,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Success => "success",
@@ -210,6 +203,7 @@ pub fn reader(env: &SyncEnv, integ: &GraphIntegration) -> Result<GraphReader, Re
     );
     config.transitive = integ.settings.transitive;
     config.max_pages = env.settings.max_pages.max(1);
+    config.max_users = usize::try_from(env.settings.max_users.max(1)).unwrap_or(usize::MAX);
     config.concurrency = env.settings.concurrency.max(1);
     config.timeout = Duration::from_secs(env.settings.request_timeout_secs.max(1));
     let budget = RetryBudget::new(
@@ -385,7 +379,7 @@ async fn recorded_cycle(
             &cycle_id,
             &integ.row.id,
             &integ.row.name,
-            opts.trigger.as_str(),
+            opts.trigger,
             opts.dry_run,
             now,
         );
@@ -415,7 +409,7 @@ async fn recorded_cycle(
             ),
         }
         if !opts.dry_run {
-            row.outcome = report.outcome.as_str().to_owned();
+            row.outcome = report.outcome.recorded();
             row.counts = report.counts();
             row.graph_requests = i64::try_from(report.graph.requests).unwrap_or(i64::MAX);
             row.throttled = i64::try_from(report.graph.throttled).unwrap_or(i64::MAX);
@@ -581,11 +575,9 @@ async fn cycle_body(
     } else {
         Mode::Commit
     };
-    let (applied, changes) =
-        crate::metrics::deferring_user_changes(apply::apply(&env.store, &ctx, &plan, mode, &known))
-            .await;
-    if applied.is_ok() && mode == Mode::Commit {
-        changes.record();
+    let applied = apply::apply(&env.store, &ctx, &plan, mode, &known).await;
+    if let (Ok(applied), Mode::Commit) = (&applied, mode) {
+        applied.count_committed(Source::Graph);
     }
     match applied {
         Ok(applied) => {

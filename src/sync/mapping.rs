@@ -11,6 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::domain::text;
 use crate::domain::{DirectoryUser, EntraObjectId, UserId, UserName};
 
 /// How a user came into the application's scope.
@@ -139,6 +140,12 @@ pub enum SkipReason {
     },
     /// The userName is freed only by deprovisioning `user_id`, which the deletion threshold held.
     DeletionHeld { user_id: UserId, user_name: String },
+    /// A name that would appear in guest emails (givenName, surname, displayName) holds a
+    /// control character such as a line break.
+    ControlCharacters {
+        attribute: &'static str,
+        found: String,
+    },
 }
 
 impl SkipReason {
@@ -151,6 +158,7 @@ impl SkipReason {
             Self::DuplicateUserName { .. } => "duplicate_user_name",
             Self::UserNameTaken { .. } => "user_name_taken",
             Self::DeletionHeld { .. } => "deletion_held",
+            Self::ControlCharacters { .. } => "control_characters",
         }
     }
 }
@@ -224,6 +232,12 @@ impl fmt::Display for SkipReason {
                  which the deletion threshold held this cycle; approve the staged deletions with \
                  --allow-deletes and this user is synced in the same cycle"
             ),
+            Self::ControlCharacters { attribute, found } => write!(
+                f,
+                "{attribute} contains a control character ({found}); names appear in guest \
+                 emails, where a line break could forge a header, so the user is not synced \
+                 (an existing essentry user is left as it is): fix {attribute} in Entra"
+            ),
         }
     }
 }
@@ -279,6 +293,20 @@ fn set_or_remove(map: &mut Map<String, Value>, key: &str, value: Option<&str>) {
 /// A disabled user maps to `active: false`; whether that deprovisions or skips is the planner's
 /// decision, so this never returns [`SkipReason::Disabled`].
 pub fn mapped_user(e: &EntraUser, mapping: &Mapping) -> Result<DirectoryUser, SkipReason> {
+    for (attribute, value) in [
+        ("givenName", &e.given_name),
+        ("surname", &e.surname),
+        ("displayName", &e.display_name),
+    ] {
+        if let Some(v) = present(value)
+            && let Err(err) = text::check_display_text(attribute, v)
+        {
+            return Err(SkipReason::ControlCharacters {
+                attribute,
+                found: err.found,
+            });
+        }
+    }
     Ok(DirectoryUser {
         user_name: user_name_of(e, mapping)?,
         given_name: present(&e.given_name).map(str::to_owned),
@@ -600,6 +628,31 @@ mod tests {
     }
 
     #[test]
+    fn names_with_control_characters_are_skipped_with_the_attribute() {
+        let mut e = ann();
+        e.surname = Some("Lee\r\nBcc: x@evil.example".into());
+        let err = mapped_user(&e, &Mapping::default()).unwrap_err();
+        assert_eq!(
+            err,
+            SkipReason::ControlCharacters {
+                attribute: "surname",
+                found: "\\r".into()
+            }
+        );
+        assert_eq!(err.code(), "control_characters");
+        assert!(err.to_string().contains("fix surname in Entra"), "{err}");
+        e.surname = Some("Lee".into());
+        e.display_name = Some("Ann\u{85}Lee".into());
+        assert!(matches!(
+            mapped_user(&e, &Mapping::default()),
+            Err(SkipReason::ControlCharacters {
+                attribute: "displayName",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn every_skip_reason_reads_as_a_sentence_with_a_fix() {
         let reasons = [
             SkipReason::MissingUserName {
@@ -624,6 +677,10 @@ mod tests {
             SkipReason::DeletionHeld {
                 user_id: UserId::generate(),
                 user_name: "a@b.com".into(),
+            },
+            SkipReason::ControlCharacters {
+                attribute: "givenName",
+                found: "\\r".into(),
             },
         ];
         for r in reasons {

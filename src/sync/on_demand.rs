@@ -17,7 +17,9 @@ use super::cycle::{SyncEnv, reader};
 use super::mapping::{describe_assignments, user_name_of};
 use super::plan::{self, DeletionThreshold, Policy, Snapshot};
 use crate::domain::directory::OpContext;
-use crate::domain::{AttributeChange, EntraObjectId, Source, StoreError, UserName, UserRecord};
+use crate::domain::{
+    AttributeChange, CycleStatus, EntraObjectId, Source, StoreError, Trigger, UserName, UserRecord,
+};
 use crate::entra::graph::{ReadError, ReadStats};
 use crate::integrations::GraphIntegration;
 use crate::store::CycleRow;
@@ -149,7 +151,7 @@ pub async fn provision_user(
             &cycle_id,
             &integ.row.id,
             &integ.row.name,
-            "on_demand",
+            Trigger::OnDemand,
             dry_run,
             now,
         );
@@ -168,15 +170,14 @@ pub async fn provision_user(
         );
         if !dry_run {
             row.outcome = if report.succeeded() {
-                "success"
+                CycleStatus::Success
             } else {
-                "failed"
-            }
-            .to_owned();
+                CycleStatus::Failed
+            };
             crate::metrics::sync_cycle(
                 &integ.row.name,
                 super::cycle::Trigger::OnDemand.as_str(),
-                &row.outcome,
+                row.outcome.as_str(),
                 None,
             );
             row.counts = json!({ "action": report.action, "user": report.user_name });
@@ -396,16 +397,9 @@ async fn log_and_apply(
     } else {
         Mode::Commit
     };
-    let (applied, changes) = crate::metrics::deferring_user_changes(apply::apply(
-        &env.store,
-        &ctx,
-        plan,
-        mode,
-        &HashSet::new(),
-    ))
-    .await;
-    if applied.is_ok() && mode == Mode::Commit {
-        changes.record();
+    let applied = apply::apply(&env.store, &ctx, plan, mode, &HashSet::new()).await;
+    if let (Ok(applied), Mode::Commit) = (&applied, mode) {
+        applied.count_committed(Source::Graph);
     }
     match applied {
         Ok(applied) => {

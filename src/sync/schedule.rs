@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::cycle::{CycleOptions, SyncEnv, Trigger, run_cycle};
-use crate::domain::StoreError;
+use crate::domain::{CycleStatus, IntegrationKind, StoreError};
 use crate::integrations::{GraphIntegration, GraphSettings};
 use crate::secrets::SecretKey;
 use crate::store::{CycleRow, IntegrationRow};
@@ -121,11 +121,13 @@ pub fn next_run(
 ) -> NextRun {
     let counted: Vec<&CycleRow> = cycles
         .iter()
-        .filter(|c| !c.dry_run && c.trigger != "on_demand" && c.outcome != "running")
+        .filter(|c| {
+            !c.dry_run && c.trigger != Trigger::OnDemand && c.outcome != CycleStatus::Running
+        })
         .collect();
     let failures = counted
         .iter()
-        .take_while(|c| c.outcome == "failed" || c.outcome == "interrupted")
+        .take_while(|c| c.outcome.is_failure())
         .count();
     let failures = u32::try_from(failures).unwrap_or(u32::MAX);
     let Some(last) = counted.first() else {
@@ -221,7 +223,7 @@ impl Runner {
     pub async fn status(&self) -> Result<Vec<IntegrationStatus>, StoreError> {
         let mut out = Vec::new();
         for row in self.env.store.list_integrations(None).await? {
-            if row.kind != "graph" {
+            if row.kind != IntegrationKind::Graph {
                 continue;
             }
             out.push(self.status_of(&row).await?);
@@ -241,11 +243,11 @@ impl Runner {
             schedule: String::new(),
             last_cycle: cycles
                 .iter()
-                .find(|c| !c.dry_run && c.trigger != "on_demand")
+                .find(|c| !c.dry_run && c.trigger != Trigger::OnDemand)
                 .cloned(),
             last_on_demand: cycles
                 .iter()
-                .find(|c| !c.dry_run && c.trigger == "on_demand")
+                .find(|c| !c.dry_run && c.trigger == Trigger::OnDemand)
                 .cloned(),
             next_run: None,
             running: self.is_running(row.id.as_str()),
@@ -283,7 +285,10 @@ impl Runner {
         };
         let now = self.env.clock.now();
         self.purge_if_due(now).await;
-        for row in rows.into_iter().filter(|r| r.kind == "graph") {
+        for row in rows
+            .into_iter()
+            .filter(|r| r.kind == IntegrationKind::Graph)
+        {
             if self.is_running(row.id.as_str()) {
                 continue;
             }
@@ -420,9 +425,9 @@ mod tests {
             id: "c".into(),
             integration_id: "i".into(),
             integration: None,
-            trigger: trigger.into(),
+            trigger: Trigger::parse(trigger).expect("a trigger word"),
             dry_run: false,
-            outcome: outcome.into(),
+            outcome: CycleStatus::parse(outcome).expect("an outcome word"),
             counts: json!({}),
             graph_requests: 0,
             throttled: 0,

@@ -284,7 +284,8 @@ backend_test! {
 
 backend_test! {
     /// A session sees its own account only: another account's integrations, users and log
-    /// are not listed and their pages are "not found".
+    /// are not listed and their pages are "not found"; a token scoped to an account signs in to
+    /// that account; revoking a token ends its sessions.
     async fn pages_are_scoped_to_the_account(backend) {
         let app = ConsoleApp::spawn(backend).await;
         let now = app.clock.now();
@@ -302,6 +303,21 @@ backend_test! {
         assert_eq!(reveal.status, StatusCode::NOT_FOUND);
         let foreign_id = "00000000-0000-4000-8000-000000000001";
         assert_eq!(app.get(Some(&session), &format!("/admin/users/{foreign_id}")).await.status, StatusCode::NOT_FOUND);
+
+        // A token scoped to the other account signs in to that account only.
+        let scoped = create_admin_token(app.store(), "other-ops", Some(&other), app.clock.as_ref()).await;
+        let page = app.sign_in_with(&scoped).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
+        let cookie = page.header("set-cookie").split(';').next().expect("cookie").to_owned();
+        let theirs = Session { cookie, csrf: String::new() };
+        let list = app.get(Some(&theirs), "/admin/integrations").await;
+        assert!(list.body.contains("OtherPush") && !list.body.contains(SCIM), "{}", list.body);
+        assert_eq!(app.get(Some(&theirs), &format!("/admin/integrations/{GRAPH}")).await.status, StatusCode::NOT_FOUND);
+
+        // Revoking a token ends its sessions at once.
+        essentry_sync::admin_tokens::revoke(app.store(), "other-ops").await.expect("revoke");
+        assert_eq!(app.get(Some(&theirs), "/admin/").await.status, StatusCode::SEE_OTHER);
+        assert_eq!(app.get(Some(&session), "/admin/").await.status, StatusCode::OK, "other sessions stay");
         app.finish().await;
     }
 }
@@ -384,7 +400,7 @@ backend_test! {
     /// search by userName prefix or name.
     async fn users_are_paged_and_searchable(backend) {
         let app = ConsoleApp::spawn(backend).await;
-        let token = create_admin_token(app.store(), "second", app.clock.as_ref()).await;
+        let token = create_admin_token(app.store(), "second", None, app.clock.as_ref()).await;
         assert_ne!(token, app.admin_token);
         let client = reqwest::Client::new();
         for i in 0..120 {

@@ -17,8 +17,8 @@ use essentry_sync::entra::simulator::{
 };
 use essentry_sync::http::AppState;
 use essentry_sync::integrations::{self, GraphSettings};
-use essentry_sync::secrets::{self, Secret, SecretKey};
-use essentry_sync::store::{AdminTokenRow, Store};
+use essentry_sync::secrets::{Secret, SecretKey};
+use essentry_sync::store::Store;
 use reqwest::StatusCode;
 use tokio::sync::oneshot;
 
@@ -72,19 +72,17 @@ pub struct Session {
     pub csrf: String,
 }
 
-/// Creates an admin token the way `essentry-sync admin-token create` does.
-pub async fn create_admin_token(store: &Store, name: &str, clock: &dyn Clock) -> String {
-    let token = secrets::generate_admin_token().expect("token");
-    let row = AdminTokenRow {
-        id: uuid::Uuid::new_v4().to_string(),
-        name: name.to_owned(),
-        token_hash: secrets::token_hash(token.expose()),
-        token_hint: secrets::token_hint(token.expose()),
-        created_at: clock.now(),
-    };
-    let mut tx = store.begin().await.expect("tx");
-    tx.insert_admin_token(&row).await.expect("admin token");
-    tx.commit().await.expect("commit");
+/// Creates an admin token the way `essentry-sync admin-token create` does (optionally scoped to
+/// one account).
+pub async fn create_admin_token(
+    store: &Store,
+    name: &str,
+    account: Option<&AccountId>,
+    clock: &dyn Clock,
+) -> String {
+    let (_, token) = essentry_sync::admin_tokens::create(store, name, None, account, clock.now())
+        .await
+        .expect("admin token");
     token.expose().to_owned()
 }
 
@@ -132,7 +130,7 @@ impl ConsoleApp {
             tenant_id: SAMPLE_TENANT_ID.to_owned(),
             client_id: SAMPLE_CLIENT_ID.to_owned(),
             service_principal_id: SAMPLE_SERVICE_PRINCIPAL_ID.to_owned(),
-            cloud: "global".to_owned(),
+            cloud: essentry_sync::entra::cloud::Cloud::Global,
             graph_url: Some(sim.graph_url()),
             authority_url: Some(sim.authority_url()),
             transitive: false,
@@ -152,7 +150,7 @@ impl ConsoleApp {
         )
         .await
         .expect("Graph integration");
-        let admin_token = create_admin_token(&store, "ops", clock.as_ref()).await;
+        let admin_token = create_admin_token(&store, "ops", None, clock.as_ref()).await;
         let state = AppState::with_key(store, clock.clone(), settings, Some(key));
         let (tx, rx) = oneshot::channel::<()>();
         let server_state = state.clone();

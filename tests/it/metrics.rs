@@ -113,7 +113,7 @@ async fn graph_integration(app: &TestApp, sim: &Simulator) -> (GraphIntegration,
         tenant_id: SAMPLE_TENANT_ID.to_owned(),
         client_id: SAMPLE_CLIENT_ID.to_owned(),
         service_principal_id: SAMPLE_SERVICE_PRINCIPAL_ID.to_owned(),
-        cloud: "global".to_owned(),
+        cloud: essentry_sync::entra::cloud::Cloud::Global,
         graph_url: Some(sim.graph_url()),
         authority_url: Some(sim.authority_url()),
         transitive: false,
@@ -478,6 +478,10 @@ async fn request_ids_are_echoed_and_logs_carry_no_token() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let app = TestApp::spawn(Backend::Sqlite).await;
+    // Other tests run at the same time with no subscriber: a callsite they register while this
+    // thread's subscriber is being installed can be cached as uninteresting. Recompute every
+    // callsite's interest now that ours is in place.
+    tracing::callsite::rebuild_interest_cache();
     assert_eq!(
         request_id(&app, "/healthz", Some("client-42.a:b_c")).await,
         "client-42.a:b_c"

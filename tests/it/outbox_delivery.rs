@@ -5,7 +5,7 @@
 //! sent), two workers on one store, the file transport, a graceful stop between messages, and
 //! `serve` killed with SIGKILL mid-delivery (at-least-once after a restart).
 
-mod sink;
+pub(crate) mod sink;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -32,7 +32,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_essentry-sync");
 const DOMAIN: &str = "test.essentry";
 
 /// SMTP to the receiver on `port`, plain text (loopback), fast timeouts.
-fn smtp_settings(port: u16) -> MailSettings {
+pub(crate) fn smtp_settings(port: u16) -> MailSettings {
     MailSettings {
         transport: MailTransportKind::Smtp,
         from: format!("essentry <no-reply@{DOMAIN}>"),
@@ -60,7 +60,12 @@ fn free_port() -> u16 {
 
 /// `n` cancellation notices queued at `now` as the directory queues them (one appointment with
 /// `n` guests; no appointment row, so `appointment_id` is cleared).
-async fn enqueue(store: &Store, account: &AccountId, n: usize, now: chrono::DateTime<Utc>) {
+pub(crate) async fn enqueue(
+    store: &Store,
+    account: &AccountId,
+    n: usize,
+    now: chrono::DateTime<Utc>,
+) {
     let starts = now + TimeDelta::days(1);
     let appointment = Appointment {
         id: AppointmentId::generate(),
@@ -92,7 +97,7 @@ async fn enqueue(store: &Store, account: &AccountId, n: usize, now: chrono::Date
     tx.commit().await.unwrap();
 }
 
-async fn entries(
+pub(crate) async fn entries(
     store: &Store,
     account: &AccountId,
     now: chrono::DateTime<Utc>,

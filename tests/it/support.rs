@@ -13,10 +13,10 @@ use essentry_sync::domain::{
 use essentry_sync::http::AppState;
 use essentry_sync::integrations;
 use essentry_sync::secrets::SecretKey;
+use essentry_sync::service::Service;
 use essentry_sync::store::{Store, StoreConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 pub const SCIM_JSON: &str = "application/scim+json";
 
@@ -210,8 +210,7 @@ pub struct TestApp {
     pub state: AppState,
     pub client: reqwest::Client,
     pub backend: Backend,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    service: Option<Service>,
     schema: Option<String>,
     _dir: tempfile::TempDir,
 }
@@ -233,20 +232,26 @@ impl TestApp {
         Self::spawn_with(backend, |_| {}).await
     }
 
+    /// A server built by the same [`Service::start`] as `serve`, on a fresh store. The
+    /// scheduler and the mail worker are off unless `tweak` switches them on (most tests drive
+    /// cycles and delivery themselves); mail files go to the test's folder.
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Self {
         let ts = TestStore::new(backend).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
-        let mut settings = Settings::default();
-        settings.server.listen = addr.to_string();
-        settings.server.public_url = Some(format!("http://{addr}"));
-        tweak(&mut settings);
-        let clock = Arc::new(ManualClock::new(t0()));
         let TestStore {
             store, schema, dir, ..
         } = ts;
+        let mut settings = Settings::default();
+        settings.server.listen = addr.to_string();
+        settings.server.public_url = Some(format!("http://{addr}"));
+        settings.sync.scheduler_enabled = false;
+        settings.mail.worker_enabled = false;
+        settings.mail.file_dir = dir.path().join("mail");
+        tweak(&mut settings);
+        let clock = Arc::new(ManualClock::new(t0()));
         let account = store
             .ensure_account("default", clock.now())
             .await
@@ -264,15 +269,10 @@ impl TestApp {
         .await
         .expect("integration");
         let base = settings.scim_base_url();
-        let state = AppState::new(store, clock.clone(), settings);
-        let (tx, rx) = oneshot::channel::<()>();
-        let server_state = state.clone();
-        let server = tokio::spawn(async move {
-            let _ = essentry_sync::http::serve(listener, server_state, async {
-                let _ = rx.await;
-            })
-            .await;
-        });
+        let service = Service::start(listener, store, clock.clone(), settings, key)
+            .await
+            .expect("start the service");
+        let state = service.state().clone();
         Self {
             base,
             token: token.expose().to_owned(),
@@ -281,8 +281,7 @@ impl TestApp {
             state,
             client: reqwest::Client::new(),
             backend,
-            shutdown: Some(tx),
-            server: Some(server),
+            service: Some(service),
             schema,
             _dir: dir,
         }
@@ -417,15 +416,11 @@ impl TestApp {
         a
     }
 
-    /// Stops the server and drops the PostgreSQL schema.
+    /// Stops the service (as `serve` does on SIGTERM) and drops the PostgreSQL schema.
     pub async fn finish(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+        if let Some(service) = self.service.take() {
+            service.shutdown(std::time::Duration::from_secs(10)).await;
         }
-        if let Some(h) = self.server.take() {
-            let _ = h.await;
-        }
-        self.state.store.close().await;
         if let Some(schema) = self.schema.take() {
             let _ = drop_schema(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
         }

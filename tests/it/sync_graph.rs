@@ -240,7 +240,7 @@ backend_test! {
         let cycles = w.cycles().await;
         assert_eq!(cycles.len(), 2);
         assert_eq!(cycles[0].id, again.cycle_id);
-        assert_eq!(cycles[0].outcome, "success");
+        assert_eq!(cycles[0].outcome, essentry_sync::domain::CycleStatus::Success);
         w.finish().await;
     }
 }
@@ -459,7 +459,13 @@ backend_test! {
 
 /// A failed cycle changed nothing: the unassigned user is still there, nothing was logged, and
 /// the cycle row says why.
-async fn assert_failed(w: &World, r: &CycleReport, code: &str, log_rows: usize, what: &str) {
+pub(crate) async fn assert_failed(
+    w: &World,
+    r: &CycleReport,
+    code: &str,
+    log_rows: usize,
+    what: &str,
+) {
     let backend = w.backend();
     assert_eq!(r.outcome, Outcome::Failed, "{backend:?} {what}: {r:#?}");
     let error = r.error.as_ref().expect("an error");
@@ -486,7 +492,10 @@ async fn assert_failed(w: &World, r: &CycleReport, code: &str, log_rows: usize, 
     );
     let cycles = w.cycles().await;
     assert_eq!(cycles[0].id, r.cycle_id);
-    assert_eq!(cycles[0].outcome, "failed");
+    assert_eq!(
+        cycles[0].outcome,
+        essentry_sync::domain::CycleStatus::Failed
+    );
     assert_eq!(cycles[0].error_code.as_deref(), Some(code));
 }
 
@@ -606,7 +615,7 @@ backend_test! {
             assert!(oid == lidia || oid == lynne, "{oid}");
         }
         assert!(rows(&log, "delete").is_empty());
-        assert_eq!(w.cycles().await[0].outcome, "held");
+        assert_eq!(w.cycles().await[0].outcome, essentry_sync::domain::CycleStatus::Held);
 
         // Held again: the staged rows are not logged a second time.
         w.advance_minutes(40);
@@ -629,7 +638,7 @@ backend_test! {
                 .iter()
                 .all(|d| d.cycle_id.as_deref() == Some(r.cycle_id.as_str()))
         );
-        assert_eq!(w.cycles().await[0].outcome, "success");
+        assert_eq!(w.cycles().await[0].outcome, essentry_sync::domain::CycleStatus::Success);
         w.finish().await;
     }
 }
@@ -890,8 +899,8 @@ backend_test! {
         // Each run is recorded as an on-demand cycle.
         let cycles = w.cycles().await;
         assert_eq!(cycles.len(), runs, "{backend:?}");
-        assert!(cycles.iter().all(|c| c.trigger == "on_demand"));
-        assert!(cycles.iter().all(|c| c.outcome == "success"), "{cycles:#?}");
+        assert!(cycles.iter().all(|c| c.trigger == essentry_sync::domain::Trigger::OnDemand));
+        assert!(cycles.iter().all(|c| c.outcome == essentry_sync::domain::CycleStatus::Success), "{cycles:#?}");
         assert_eq!(cycles[0].id, r.cycle_id);
         w.finish().await;
     }

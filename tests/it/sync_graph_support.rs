@@ -100,7 +100,7 @@ impl World {
             tenant_id: SAMPLE_TENANT_ID.to_owned(),
             client_id: SAMPLE_CLIENT_ID.to_owned(),
             service_principal_id: SAMPLE_SERVICE_PRINCIPAL_ID.to_owned(),
-            cloud: "global".to_owned(),
+            cloud: essentry_sync::entra::cloud::Cloud::Global,
             graph_url: Some(sim.graph_url()),
             authority_url: Some(sim.authority_url()),
             transitive: false,

@@ -25,6 +25,9 @@ pub struct Faults {
     /// The Nth paged response from now carries an `@odata.nextLink` whose `$skiptoken` the
     /// simulator rejects (400 `Directory_ExpiredPageToken`).
     pub break_next_link: Option<usize>,
+    /// While set, every paged response carries an `@odata.nextLink` to itself (the same page
+    /// again, forever): a client must notice the loop.
+    pub loop_next_link: bool,
     /// Every token issued so far expires now: the next Graph call answers 401
     /// `InvalidAuthenticationToken`; tokens requested afterwards work.
     pub expire_tokens: bool,
@@ -47,6 +50,7 @@ impl Default for Faults {
             server_error_status: 503,
             truncate_page: None,
             break_next_link: None,
+            loop_next_link: false,
             expire_tokens: false,
             token_lifetime_secs: 3599,
             token_unavailable_next: 0,
@@ -68,6 +72,7 @@ pub(super) enum GatewayFault {
 pub(super) struct PageFaults {
     pub truncate: bool,
     pub break_link: bool,
+    pub loop_link: bool,
 }
 
 impl Faults {
@@ -94,6 +99,7 @@ impl Faults {
         PageFaults {
             truncate: count_down(&mut self.truncate_page),
             break_link: count_down(&mut self.break_next_link),
+            loop_link: self.loop_next_link,
         }
     }
 
@@ -171,14 +177,16 @@ mod unit {
             f.take_page_faults(),
             PageFaults {
                 truncate: false,
-                break_link: true
+                break_link: true,
+                loop_link: false,
             }
         );
         assert_eq!(
             f.take_page_faults(),
             PageFaults {
                 truncate: true,
-                break_link: false
+                break_link: false,
+                loop_link: false,
             }
         );
         assert_eq!(f.take_page_faults(), PageFaults::default());

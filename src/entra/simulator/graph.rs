@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::Shared;
 use super::odata::{
     GraphError, Query, Reply, RequestCtx, broken_skiptoken, next_link, page, percent_decode,
-    project,
+    project, self_link,
 };
 use super::state::{Assignment, Object, SimGroup, SimUser, Tenant};
 
@@ -281,7 +281,9 @@ fn finish_page(
     if faults.truncate {
         return Reply::ok(Value::Object(body));
     }
-    let next = if faults.break_link {
+    let next = if faults.loop_link {
+        Some(self_link(q, url))
+    } else if faults.break_link {
         Some(next_link(q, url, &broken_skiptoken()))
     } else {
         next

@@ -261,6 +261,13 @@ pub(super) fn page(q: &Query, total: usize, url: &str) -> Result<Page, GraphErro
     })
 }
 
+/// The link to the page `q` asked for itself (the self-referencing-nextLink fault): its own
+/// skip token, or the offset 0 on the first page.
+pub(super) fn self_link(q: &Query, url: &str) -> String {
+    let token = q.skiptoken.clone().unwrap_or_else(|| encode_skiptoken(0));
+    next_link(q, url, &token)
+}
+
 /// `url?<options but $skiptoken>&$skiptoken=<token>`.
 pub(super) fn next_link(q: &Query, url: &str, token: &str) -> String {
     let mut parts: Vec<String> = q

@@ -784,3 +784,21 @@ fn random_garbage_never_panics() {
         let _ = parse_patch_path(&input);
     }
 }
+
+#[test]
+fn nul_in_a_string_literal_is_refused() {
+    let e = perr(r#"userName eq "a\u0000b""#);
+    assert!(e.message.contains("NUL"), "{e}");
+    assert!(parse_filter(r#"userName eq "a\u0001b""#).is_ok());
+}
+
+#[test]
+fn operands_flatten_one_operator_only() {
+    let f = parse_filter("a pr or (b pr or c pr) or d pr and e pr").unwrap();
+    let ops = f.operands();
+    assert_eq!(ops.len(), 4, "{ops:?}");
+    assert!(matches!(ops[3], Filter::And(..)));
+    assert_eq!(ops[3].operands().len(), 2);
+    let leaf = parse_filter("a pr").unwrap();
+    assert_eq!(leaf.operands(), vec![&leaf]);
+}
