@@ -201,6 +201,7 @@ async fn run() -> Result<bool> {
         "/admin/users?q=user0001".to_owned(),
         "/admin/users?q=given77".to_owned(),
         "/admin/users?q=nobody".to_owned(),
+        "/admin/users?q=user".to_owned(),
         "/admin/logs".to_owned(),
         format!("/admin/logs?before={}", a.log_rows / 2),
         "/admin/logs?action=delete".to_owned(),

@@ -33,4 +33,6 @@ CREATE INDEX provisioning_log_integration_seq ON provisioning_log (integration_i
 CREATE INDEX provisioning_log_cycle ON provisioning_log (cycle_id);
 CREATE INDEX provisioning_log_user_id ON provisioning_log (user_id, seq);
 CREATE INDEX provisioning_log_object ON provisioning_log (account_id, source_object_id);
+CREATE INDEX users_account_given_name ON users (account_id, given_name_lower);
+CREATE INDEX users_account_family_name ON users (account_id, family_name_lower);
 CREATE INDEX outbox_account_status ON outbox (account_id, status, seq);

@@ -147,8 +147,17 @@ fn like_prefix(text: &str) -> String {
     out
 }
 
+/// Candidate rows a search may collect from the name indexes before it scans in userName order
+/// instead (a prefix that common matches a page's worth of users early in that order).
+const SEARCH_CANDIDATES: i64 = 2_000;
+
 /// A page of the account's users in userName order after `after` (a folded userName); with
-/// `search`, those whose userName, given name or family name starts with it.
+/// `search`, those whose userName, given name or family name starts with it (case-folded).
+///
+/// A search first counts, through the three indexes (capped), the users each prefix range
+/// holds. When they are few, the page is read from exactly those rows (fast for a rare or
+/// missing name); when a range is dense, the page is read in userName order with the prefix as a
+/// filter, which finds a page's worth of matches after a short scan.
 pub async fn page_users(
     c: &mut Conn,
     account: &AccountId,
@@ -156,24 +165,81 @@ pub async fn page_users(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<UserPageRow>, StoreError> {
-    let pattern = search.map(|s| like_prefix(&s.to_lowercase()));
-    let rows = sqlx::query(
-        "SELECT u.id, u.user_name, u.user_name_lower, u.given_name, u.family_name, \
-         u.display_name, u.active, u.source, u.entra_object_id, u.created_at, u.updated_at \
-         FROM users u WHERE u.account_id = $1 AND u.user_name_lower > $2 \
-         AND ($3 IS NULL OR u.user_name_lower LIKE $3 ESCAPE '\\' \
-              OR u.given_name_lower LIKE $3 ESCAPE '\\' \
-              OR u.family_name_lower LIKE $3 ESCAPE '\\' \
-              OR u.display_name_lower LIKE $3 ESCAPE '\\') \
-         ORDER BY u.user_name_lower LIMIT $4",
-    )
-    .bind(account.as_str())
-    .bind(after.unwrap_or(""))
-    .bind(pattern.as_deref())
-    .bind(limit)
-    .fetch_all(&mut *c)
-    .await
-    .map_err(db_err)?;
+    const COLS: &str = "u.id, u.user_name, u.user_name_lower, u.given_name, u.family_name, \
+        u.display_name, u.active, u.source, u.entra_object_id, u.created_at, u.updated_at";
+    let folded = search.map(str::to_lowercase);
+    let rows = match folded.as_deref() {
+        None => {
+            sqlx::query(AssertSqlSafe(format!(
+                "SELECT {COLS} FROM users u WHERE u.account_id = $1 AND u.user_name_lower > $2 \
+                 ORDER BY u.user_name_lower LIMIT $3"
+            )))
+            .bind(account.as_str())
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&mut *c)
+            .await
+            .map_err(db_err)?
+        }
+        Some(prefix) => {
+            let pattern = like_prefix(prefix);
+            let upper = format!("{prefix}\u{10FFFF}");
+            let range = |col: &str| {
+                format!(
+                    "SELECT seq FROM users WHERE account_id = $1 AND {col} >= $2 AND {col} < $3 \
+                     AND {col} LIKE $4 ESCAPE '\\'"
+                )
+            };
+            let counted: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT (SELECT COUNT(*) FROM ({} LIMIT $5) a) + (SELECT COUNT(*) FROM ({} LIMIT $5) b) \
+                 + (SELECT COUNT(*) FROM ({} LIMIT $5) c)",
+                range("user_name_lower"),
+                range("given_name_lower"),
+                range("family_name_lower")
+            )))
+            .bind(account.as_str())
+            .bind(prefix)
+            .bind(upper.as_str())
+            .bind(pattern.as_str())
+            .bind(SEARCH_CANDIDATES + 1)
+            .fetch_one(&mut *c)
+            .await
+            .map_err(db_err)?;
+            if counted <= SEARCH_CANDIDATES {
+                sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {COLS} FROM users u WHERE u.seq IN ({} UNION {} UNION {}) \
+                     AND u.user_name_lower > $5 ORDER BY u.user_name_lower LIMIT $6",
+                    range("user_name_lower"),
+                    range("given_name_lower"),
+                    range("family_name_lower")
+                )))
+                .bind(account.as_str())
+                .bind(prefix)
+                .bind(upper.as_str())
+                .bind(pattern.as_str())
+                .bind(after.unwrap_or(""))
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await
+                .map_err(db_err)?
+            } else {
+                sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {COLS} FROM users u WHERE u.account_id = $1 AND u.user_name_lower > $2 \
+                     AND (u.user_name_lower LIKE $3 ESCAPE '\\' \
+                          OR u.given_name_lower LIKE $3 ESCAPE '\\' \
+                          OR u.family_name_lower LIKE $3 ESCAPE '\\') \
+                     ORDER BY u.user_name_lower LIMIT $4"
+                )))
+                .bind(account.as_str())
+                .bind(after.unwrap_or(""))
+                .bind(pattern.as_str())
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await
+                .map_err(db_err)?
+            }
+        }
+    };
     rows.iter()
         .map(|r| {
             Ok(UserPageRow {
