@@ -51,6 +51,9 @@ pub struct SyncSettings {
     pub concurrency: usize,
     /// Timeout of one Graph request, in seconds.
     pub request_timeout_secs: u64,
+    /// Days a staged deletion waits for review before it expires (a later cycle that still
+    /// finds it due stages it again).
+    pub staged_deletion_expiry_days: u32,
 }
 
 impl Default for SyncSettings {
@@ -68,6 +71,7 @@ impl Default for SyncSettings {
             max_pages: 10_000,
             concurrency: 4,
             request_timeout_secs: 60,
+            staged_deletion_expiry_days: 7,
         }
     }
 }

@@ -8,13 +8,13 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{Common, Env, print_json};
+use crate::domain::DeletionThreshold;
 use crate::integrations::{self, GraphIntegration, GraphSettings};
 use crate::secrets::{self, Secret};
 use crate::store::AdminTokenRow;
 use crate::sync::cycle::{CycleOptions, CycleReport, Outcome, SyncEnv, Trigger, run_cycle};
 use crate::sync::mapping::{Mapping, UserNameSource};
 use crate::sync::on_demand::{OnDemandReport, StepStatus, provision_user};
-use crate::sync::plan::DeletionThreshold;
 use crate::sync::schedule::Runner;
 
 #[derive(Debug, Args)]

@@ -39,8 +39,8 @@ use super::cloud::Endpoints;
 use super::dto;
 use super::retry::{self, RetryBudget, RetryError, RetryPolicy, Verdict};
 use crate::domain::EntraObjectId;
-use crate::sync::mapping::{Assignment, EntraUser};
-use crate::sync::plan::Snapshot;
+use crate::domain::entra::Snapshot;
+use crate::domain::entra::{Assignment, EntraUser};
 
 /// The user properties every read selects.
 pub const USER_SELECT: &[&str] = &[

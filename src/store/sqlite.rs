@@ -16,6 +16,7 @@ include!("backend.rs");
 include!("backend_events.rs");
 include!("backend_outbox.rs");
 include!("backend_metrics.rs");
+include!("backend_deletions.rs");
 
 #[derive(Clone)]
 pub struct SqliteStore {

@@ -14,6 +14,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::apply::{self, ApplyReport, Mode};
+use super::deletions;
 use super::plan::{self, Plan, Policy};
 use crate::config::SyncSettings;
 use crate::domain::directory::{OpContext, diff_attributes};
@@ -55,7 +56,8 @@ impl Trigger {
 pub struct CycleOptions {
     pub trigger: Trigger,
     pub dry_run: bool,
-    /// Apply deletions the threshold would hold (the operator approved them).
+    /// Approve every currently staged deletion that this cycle's read still finds due (not the
+    /// ones this cycle finds for the first time, which the threshold may stage for review).
     pub allow_deletes: bool,
 }
 
@@ -264,7 +266,12 @@ pub fn describe(plan: &Plan, limit: usize) -> Vec<PlannedChange> {
             action: "update",
             user_name: u.desired.user_name.to_string(),
             object_id: Some(u.object_id.to_string()),
-            detail: u.adopted.then(|| "adopted: matched by userName".to_owned()),
+            detail: match (&u.adopted_from, u.adopted) {
+                (Some(from), true) => Some(format!("adopted from {from}: matched by userName")),
+                (Some(from), false) => Some(format!("adopted from {from}: matched by object id")),
+                (None, true) => Some("adopted: matched by userName".to_owned()),
+                (None, false) => None,
+            },
             changes: u.changes.clone(),
         });
     }
@@ -436,6 +443,49 @@ async fn recorded_cycle(
     }
 }
 
+/// What the planner is told: the integration, who manages which users, the users an operator
+/// kept, and — with `allow_deletes` — the staged deletions approved. A real cycle first records
+/// its complete read (see [`deletions::confirm_read`]).
+async fn cycle_policy(
+    env: &SyncEnv,
+    integ: &GraphIntegration,
+    opts: CycleOptions,
+    now: DateTime<Utc>,
+    cycle_id: &str,
+    snapshot: &crate::domain::entra::Snapshot,
+) -> Result<Policy, StoreError> {
+    let mut policy = Policy::new(
+        integ.row.id.clone(),
+        integ.row.name.clone(),
+        integ.settings.mapping.clone(),
+        integ.settings.threshold.clone(),
+    );
+    policy.managers = deletions::managers(&env.store, &integ.row).await?;
+    policy.kept = env
+        .store
+        .rejected_users(&integ.row.id)
+        .await?
+        .into_iter()
+        .collect();
+    let due = if opts.dry_run {
+        let rows = env
+            .store
+            .list_staged(&integ.row.account_id, Some(&integ.row.id))
+            .await?;
+        deletions::still_due(rows, snapshot)
+    } else {
+        deletions::confirm_read(&env.store, &integ.row, cycle_id, now, snapshot).await?
+    };
+    if opts.allow_deletes {
+        policy.approved = due
+            .into_iter()
+            .filter(|r| !r.expired(now))
+            .map(|r| r.user_id)
+            .collect();
+    }
+    Ok(policy)
+}
+
 async fn cycle_body(
     env: &SyncEnv,
     integ: &GraphIntegration,
@@ -470,11 +520,9 @@ async fn cycle_body(
         users_in_scope: read.snapshot.len(),
         stored_users: current.len(),
     });
-    let policy = Policy {
-        mapping: integ.settings.mapping.clone(),
-        threshold: integ.settings.threshold.clone(),
-        allow_deletes: opts.allow_deletes,
-        integration: integ.row.name.clone(),
+    let policy = match cycle_policy(env, integ, opts, now, &report.cycle_id, &read.snapshot).await {
+        Ok(p) => p,
+        Err(e) => return report.fail("database", e.to_string()),
     };
     let plan = plan::plan(&read.snapshot, &current, &policy);
     drop(current);
@@ -561,6 +609,22 @@ async fn cycle_body(
         Ok(applied) => {
             report.applied = Some(applied);
             report.outcome = outcome;
+            if mode == Mode::Commit
+                && let Err(e) = deletions::restage(
+                    &env.store,
+                    &integ.row,
+                    &report.cycle_id,
+                    now,
+                    env.settings.staged_deletion_expiry_days,
+                    &plan.staged,
+                )
+                .await
+            {
+                report.fail(
+                    "database",
+                    format!("recording the staged deletions failed: {e}"),
+                );
+            }
         }
         Err(e) => report.fail(
             "apply_failed",

@@ -3,9 +3,9 @@
 //! deprovisioned with the same side effects as a SCIM deactivation.
 
 use essentry_sync::domain::directory::OpContext;
+use essentry_sync::domain::entra::{Assignment, EntraUser};
 use essentry_sync::domain::{EntraObjectId, Source};
 use essentry_sync::sync::apply::{Mode, apply};
-use essentry_sync::sync::mapping::{Assignment, EntraUser};
 use essentry_sync::sync::plan::{Policy, Snapshot, plan};
 
 use crate::support::TestApp;

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use essentry_sync::domain::DeletionThreshold;
 use essentry_sync::domain::{AppointmentStatus, Clock, Source};
 use essentry_sync::store::LogRow;
 use essentry_sync::sync::cycle::{CycleReport, Outcome, PlannedChange};
 use essentry_sync::sync::mapping::UserNameSource;
 use essentry_sync::sync::on_demand::{OnDemandReport, StepStatus};
-use essentry_sync::sync::plan::DeletionThreshold;
 use reqwest::StatusCode;
 use serde_json::json;
 

@@ -43,6 +43,7 @@ fn record(attrs: DirectoryUser) -> UserRecord {
         account_id: AccountId::from_trusted("a0000000-0000-0000-0000-000000000000".into()),
         attrs,
         source: Source::Graph,
+        managed_by: Some(integration_id()),
         version: 1,
         created_at: DateTime::<Utc>::UNIX_EPOCH,
         updated_at: DateTime::<Utc>::UNIX_EPOCH,
