@@ -416,10 +416,12 @@ impl<'a> Planner<'a> {
         });
     }
 
-    /// The stored user holding `key` when it is adoptable and remembers no object id.
+    /// The stored user holding `key` when it is this integration's or adoptable and remembers
+    /// no object id.
     fn adoptable_by_name(&self, key: &str) -> Option<usize> {
         self.by_name.get(key).copied().filter(|&s| {
-            self.claims[s] == Claim::Adoptable && self.current[s].attrs.entra_object_id.is_none()
+            matches!(self.claims[s], Claim::Mine | Claim::Adoptable)
+                && self.current[s].attrs.entra_object_id.is_none()
         })
     }
 
@@ -748,3 +750,5 @@ fn threshold_message(n: usize, over: &[String], policy: &Policy) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ownership;
