@@ -76,7 +76,8 @@ pub struct SyncArgs {
     /// change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Apply deletions the threshold would hold.
+    /// Approve every deletion currently staged (held by an earlier cycle) that this cycle's read
+    /// still finds due; see `essentry-sync deletions` to review them one by one.
     #[arg(long, conflicts_with = "user")]
     pub allow_deletes: bool,
     /// Provision only this user, now: a userPrincipalName or an Entra object id.

@@ -3,12 +3,12 @@
 //! deprovisioned with the same side effects as a SCIM deactivation.
 
 use essentry_sync::domain::directory::OpContext;
+use essentry_sync::domain::entra::Snapshot;
 use essentry_sync::domain::entra::{Assignment, EntraUser};
 use essentry_sync::domain::{AccountId, EntraObjectId, Source};
-use essentry_sync::sync::apply::{Mode, apply};
-use essentry_sync::domain::entra::Snapshot;
 use essentry_sync::domain::{DeletionThreshold, IntegrationId};
 use essentry_sync::store::IntegrationRow;
+use essentry_sync::sync::apply::{Mode, apply};
 use essentry_sync::sync::plan::{Policy, plan};
 
 use crate::support::TestApp;

@@ -92,7 +92,11 @@ fn unmanaged_and_scim_users_are_adopted_with_their_previous_manager() {
         unlinked("ann@contoso.com"),
         owned_by(unlinked("bob@contoso.com"), Some(scim())),
     ];
-    let p = plan(&Snapshot::complete(vec![ann, bob]), &stored, &with_managers());
+    let p = plan(
+        &Snapshot::complete(vec![ann, bob]),
+        &stored,
+        &with_managers(),
+    );
     assert_eq!(p.updates.len(), 2);
     let from: Vec<Option<&str>> = p
         .updates
