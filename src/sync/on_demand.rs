@@ -461,21 +461,28 @@ async fn steps(
     policy.deletable = Some(asked);
     let plan = plan::plan(&snapshot, &current, &policy);
     report.changes = describe(&plan, LISTED_CHANGES);
-    let (action, name, modified) = if let Some(d) = plan.deprovisions.first() {
-        ("delete", d.user_name.clone(), Vec::new())
-    } else if let Some(u) = plan
+    // The action reported is the one of the user asked for: a deletion (only that user may be
+    // deleted), else its update or create; else the first other change (e.g. a rename).
+    let asked_update = plan
         .updates
         .iter()
-        .find(|u| oid.as_ref() == Some(&u.object_id))
-        .or_else(|| plan.updates.first())
-    {
+        .find(|u| oid.as_ref() == Some(&u.object_id));
+    let asked_create = plan
+        .creates
+        .iter()
+        .find(|c| oid.as_ref() == Some(&c.object_id));
+    let (action, name, modified) = if let Some(d) = plan.deprovisions.first() {
+        ("delete", d.user_name.clone(), Vec::new())
+    } else if let Some(u) = asked_update {
         ("update", u.desired.user_name.to_string(), u.changes.clone())
-    } else if let Some(c) = plan.creates.first() {
+    } else if let Some(c) = asked_create.or_else(|| plan.creates.first()) {
         (
             "create",
             c.desired.user_name.to_string(),
             crate::domain::directory::diff_attributes(None, &c.desired),
         )
+    } else if let Some(u) = plan.updates.first() {
+        ("update", u.desired.user_name.to_string(), u.changes.clone())
     } else if let Some(s) = plan.skips.first() {
         report.action = "skip".to_owned();
         report.user_name = s.user_name.clone();

@@ -742,8 +742,8 @@ fn threshold_message(n: usize, over: &[String], policy: &Policy) -> String {
         "deletion threshold reached: this cycle would deprovision {n} user(s), {}; none was \
          deprovisioned, all {n} are staged (creates and updates are not held). Review them with \
          `essentry-sync deletions list --integration {name}`, then approve with `essentry-sync \
-         deletions approve --integration {name} --all` (or --user USERNAME ...) or keep a user \
-         with `deletions reject`",
+         deletions approve --integration {name} --all` (or --user USERNAME ..., or `essentry-sync \
+         sync --integration {name} --allow-deletes`) or keep a user with `deletions reject`",
         over.join(" and ")
     )
 }

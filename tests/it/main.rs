@@ -11,6 +11,8 @@ mod deprovision;
 mod entra_tutorial;
 mod metrics;
 mod outbox_delivery;
+mod ownership;
+mod ownership_support;
 mod replicas;
 mod scim_groups;
 mod scim_protocol;

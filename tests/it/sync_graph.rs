@@ -986,7 +986,7 @@ backend_test! {
         let update = change(&r, "update", ADELE);
         assert_eq!(
             update.detail.as_deref(),
-            Some("adopted: matched by userName")
+            Some("adopted from EntraID (scim): matched by userName")
         );
         assert!(changes(&r, "create").iter().all(|c| c.user_name != ADELE));
 
@@ -1012,6 +1012,15 @@ backend_test! {
         assert_eq!(updates.len(), 1);
         assert_eq!(updates[0].source_object_id.as_deref(), Some(oid.as_str()));
         assert_eq!(updates[0].user_id.as_deref(), Some(scim_id.as_str()));
+        // The adoption is logged with the previous manager.
+        let owner = updates[0]
+            .modified
+            .as_array()
+            .and_then(|m| m.iter().find(|c| c["attribute"] == "managedBy"))
+            .cloned()
+            .expect("managedBy change logged");
+        assert_eq!(owner["old"], "EntraID (scim)");
+        assert_eq!(owner["new"], format!("{INTEGRATION} (graph)"));
 
         // Over SCIM it is the same resource.
         let reply = w.app.get(&format!("/Users/{scim_id}")).await;
