@@ -486,6 +486,31 @@ async fn cycle_policy(
     Ok(policy)
 }
 
+/// Records the cycle's staged deletions for review (see [`deletions::restage`]).
+async fn restage(
+    env: &SyncEnv,
+    integ: &GraphIntegration,
+    now: DateTime<Utc>,
+    plan: &Plan,
+    report: &mut CycleReport,
+) {
+    if let Err(e) = deletions::restage(
+        &env.store,
+        &integ.row,
+        &report.cycle_id,
+        now,
+        env.settings.staged_deletion_expiry_days,
+        &plan.staged,
+    )
+    .await
+    {
+        report.fail(
+            "database",
+            format!("recording the staged deletions failed: {e}"),
+        );
+    }
+}
+
 async fn cycle_body(
     env: &SyncEnv,
     integ: &GraphIntegration,
@@ -585,6 +610,9 @@ async fn cycle_body(
             ..ApplyReport::default()
         });
         report.outcome = outcome;
+        if !opts.dry_run {
+            restage(env, integ, now, &plan, report).await;
+        }
         return;
     }
     let ctx = OpContext {
@@ -609,21 +637,8 @@ async fn cycle_body(
         Ok(applied) => {
             report.applied = Some(applied);
             report.outcome = outcome;
-            if mode == Mode::Commit
-                && let Err(e) = deletions::restage(
-                    &env.store,
-                    &integ.row,
-                    &report.cycle_id,
-                    now,
-                    env.settings.staged_deletion_expiry_days,
-                    &plan.staged,
-                )
-                .await
-            {
-                report.fail(
-                    "database",
-                    format!("recording the staged deletions failed: {e}"),
-                );
+            if mode == Mode::Commit {
+                restage(env, integ, now, &plan, report).await;
             }
         }
         Err(e) => report.fail(

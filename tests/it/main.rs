@@ -7,6 +7,7 @@ mod support;
 
 mod cli;
 mod cli_sync;
+mod deletions;
 mod deprovision;
 mod entra_tutorial;
 mod metrics;
