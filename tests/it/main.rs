@@ -22,3 +22,4 @@ mod store;
 mod sync_apply;
 mod sync_graph;
 mod sync_graph_support;
+mod sync_random;
