@@ -456,6 +456,18 @@ impl GraphReader {
         })
     }
 
+    /// Which of `ids` are users that still exist in the tenant (`directoryObjects/getByIds`,
+    /// 1,000 at a time): ids of deleted accounts are simply not returned.
+    pub async fn existing_users(&self, ids: &[String]) -> Result<HashSet<String>, ReadError> {
+        let mut out = HashSet::new();
+        for chunk in ids.chunks(GET_BY_IDS_MAX) {
+            for u in self.users_by_ids(chunk.to_vec()).await? {
+                out.insert(u.object_id.as_str().to_owned());
+            }
+        }
+        Ok(out)
+    }
+
     async fn assignments(&self) -> Result<Vec<dto::AppRoleAssignment>, ReadError> {
         let sp = self.0.config.service_principal_id.clone();
         self.collect_pages("the application's assignments (appRoleAssignedTo)", || {

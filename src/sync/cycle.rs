@@ -486,6 +486,46 @@ async fn cycle_policy(
     Ok(policy)
 }
 
+/// The object ids of the users this integration manages that left the scope because their
+/// Entra account no longer exists (so the deletion review can say "deleted in Entra" rather than
+/// "unassigned"). A lookup that fails only loses that distinction, noted in the report.
+async fn deleted_in_entra(
+    reader: &GraphReader,
+    integ: &GraphIntegration,
+    snapshot: &crate::domain::entra::Snapshot,
+    current: &[UserRecord],
+    report: &mut CycleReport,
+) -> HashSet<crate::domain::EntraObjectId> {
+    let in_scope: HashSet<&str> = snapshot
+        .users()
+        .iter()
+        .map(|u| u.object_id.as_str())
+        .collect();
+    let gone: Vec<&crate::domain::EntraObjectId> = current
+        .iter()
+        .filter(|u| u.managed_by.as_ref() == Some(&integ.row.id))
+        .filter_map(|u| u.attrs.entra_object_id.as_ref())
+        .filter(|o| !in_scope.contains(o.as_str()))
+        .collect();
+    if gone.is_empty() {
+        return HashSet::new();
+    }
+    let ids: Vec<String> = gone.iter().map(|o| o.as_str().to_owned()).collect();
+    match reader.existing_users(&ids).await {
+        Ok(found) => gone
+            .into_iter()
+            .filter(|o| !found.contains(o.as_str()))
+            .cloned()
+            .collect(),
+        Err(e) => {
+            report.notes.push(format!(
+                "could not tell unassigned users from deleted ones ({e}); all are reported as unassigned"
+            ));
+            HashSet::new()
+        }
+    }
+}
+
 /// Records the cycle's staged deletions for review (see [`deletions::restage`]).
 async fn restage(
     env: &SyncEnv,
@@ -549,6 +589,10 @@ async fn cycle_body(
         Ok(p) => p,
         Err(e) => return report.fail("database", e.to_string()),
     };
+    let mut policy = policy;
+    policy.deleted_in_entra =
+        deleted_in_entra(&reader, integ, &read.snapshot, &current, report).await;
+    report.graph = reader.stats();
     let plan = plan::plan(&read.snapshot, &current, &policy);
     drop(current);
     report.planned = count(&plan);
@@ -560,7 +604,7 @@ async fn cycle_body(
         + plan.skips.len();
     report.changes_not_listed = total - report.changes.len();
     report.threshold_hit = plan.threshold_hit.clone();
-    report.notes = plan.notes.clone();
+    report.notes.extend(plan.notes.iter().cloned());
     if let Some(hit) = &plan.threshold_hit {
         tracing::warn!(staged = plan.staged.len(), "{hit}");
     }

@@ -104,18 +104,34 @@ backend_test! {
 }
 
 backend_test! {
-    /// A staged deletion expires after `sync.staged_deletion_expiry_days`; it is then not
-    /// approvable, and the next cycle that still finds it due stages it again.
+    /// A staged deletion says why (an account deleted in Entra is told from an unassigned one);
+    /// it expires after `sync.staged_deletion_expiry_days`, is then not approvable, and the next
+    /// cycle that still finds it due stages it again.
     async fn staged_deletions_expire_and_are_staged_again(backend) {
         let app = TestApp::spawn(backend).await;
         let names: Vec<String> = (0..3).map(|i| format!("u{i}@one.example")).collect();
         let (t, ids) = tenant(&names);
         let p = add_pull(&app, "P", t, hold_all()).await;
         p.cycle(&app).await;
-        p.sim.with_tenant(|t| assert!(t.unassign(&ids[2])));
+        p.sim.with_tenant(|t| {
+            assert!(t.unassign(&ids[2]));
+            assert!(t.remove_user(&ids[1]).is_some());
+        });
         let r = p.cycle(&app).await;
         assert_eq!(r.outcome, Outcome::Held);
         let first = app.store().list_staged(&app.account, None).await.unwrap();
+        let reasons: Vec<(&str, StagedReason)> = first
+            .iter()
+            .map(|r| (r.user_name.as_str(), r.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (names[1].as_str(), StagedReason::DeletedInEntra),
+                (names[2].as_str(), StagedReason::Unassigned)
+            ],
+            "{backend:?}"
+        );
         assert_eq!(first[0].expires_at - first[0].staged_at, TimeDelta::days(7));
 
         app.clock.advance(TimeDelta::days(8));
@@ -129,12 +145,12 @@ backend_test! {
         let r = p.cycle(&app).await;
         assert_eq!(r.outcome, Outcome::Held, "{backend:?}: {:?}", r.error);
         let again = app.store().list_staged(&app.account, None).await.unwrap();
-        assert_eq!(again.len(), 1);
+        assert_eq!(again.len(), 2);
         assert!(again[0].staged_at > first[0].staged_at, "{backend:?}: staged again");
         let report = deletions::approve(&env(&app), &p.integ.row, &Selection::All)
             .await
             .unwrap();
-        assert_eq!(report.deleted.len(), 1);
+        assert_eq!(report.deleted.len(), 2);
         p.finish().await;
         app.finish().await;
     }
