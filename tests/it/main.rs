@@ -11,6 +11,7 @@ mod deletions;
 mod deprovision;
 mod entra_tutorial;
 mod metrics;
+mod migration;
 mod outbox_delivery;
 mod ownership;
 mod ownership_support;
