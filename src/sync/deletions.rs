@@ -9,7 +9,8 @@
 //! - [`approve`] applies exactly the listed rows that the last complete read confirmed, under the
 //!   integration's cycle lock, each re-checked: not expired, the user still managed by the
 //!   integration and still linked to the same Entra account. [`reject`] keeps the user: no
-//!   deletion, ownership cleared (logged), and the integration leaves the user alone afterwards.
+//!   deletion, ownership cleared (logged), and the integration leaves the user alone afterwards
+//!   (also under the cycle lock).
 
 use std::collections::{HashMap, HashSet};
 
@@ -359,8 +360,22 @@ async fn still_approvable(
 }
 
 /// Keeps `user`: its staged deletion is dropped, `integ` no longer manages it (logged) and
-/// leaves it alone from now on.
+/// leaves it alone from now on. Under the integration's cycle lock, so that a running cycle
+/// never deletes a user an operator is keeping.
 pub async fn reject(
+    env: &SyncEnv,
+    integ: &IntegrationRow,
+    user: &str,
+) -> Result<RejectReport, ReviewError> {
+    let Some(lock) = env.store.try_lock_cycle(&integ.id).await? else {
+        return Err(ReviewError::Busy(integ.name.clone()));
+    };
+    let result = reject_locked(env, integ, user).await;
+    lock.release().await;
+    result
+}
+
+async fn reject_locked(
     env: &SyncEnv,
     integ: &IntegrationRow,
     user: &str,

@@ -281,6 +281,17 @@ backend_test! {
         assert!(w.user(LIDIA).await.is_some(), "{backend:?}: back in scope, kept");
         assert_eq!(cancellations(&w.app).await, (0, 0));
 
+        // While a cycle runs, the review waits its turn.
+        let lock = w
+            .env
+            .store
+            .try_lock_cycle(&w.integ.row.id)
+            .await
+            .unwrap()
+            .expect("lock");
+        let reply = post("approve", json!({"all": true})).await.unwrap();
+        assert_eq!(reply.status(), reqwest::StatusCode::CONFLICT);
+        lock.release().await;
         let reply = post("reject", json!({"user": ADELE})).await.unwrap();
         assert_eq!(reply.status(), reqwest::StatusCode::NOT_FOUND);
         let reply = post("approve", json!({})).await.unwrap();
