@@ -436,6 +436,12 @@ pub(super) async fn status(env: Env, common: Common) -> Result<()> {
                 }
             );
         }
+        if s.staged_deletions > 0 {
+            println!(
+                "  staged deletions: {} (review: essentry-sync deletions list --integration {})",
+                s.staged_deletions, s.name
+            );
+        }
         if let Some(e) = &s.error {
             println!("  error: {e}");
         }

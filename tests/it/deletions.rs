@@ -210,6 +210,8 @@ backend_test! {
         assert_eq!((lidia["appointments"].as_i64(), lidia["guests"].as_i64()), (Some(1), Some(1)));
         assert_eq!(lidia["integration"], INTEGRATION);
         assert!(lidia["staged_at"].is_string() && lidia["expires_at"].is_string());
+        let status = cli_json(&w, &["status", "--json"]);
+        assert_eq!(status[0]["staged_deletions"], 2, "{status}");
         let text = cli(&w, &["deletions", "list"]);
         assert!(String::from_utf8_lossy(&text.stdout).contains(LYNNE));
 
