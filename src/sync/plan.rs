@@ -23,10 +23,10 @@
 //! one is skipped with [`SkipReason::UserNameTaken`] (or [`SkipReason::DeletionHeld`] when the
 //! deletion threshold holds the deprovisioning that would free it).
 //!
-//! The phases of [`plan`]: [`Planner::contenders`] (who wants which userName, and which managed
-//! users left the scope), [`Planner::winners`] (one Entra user per userName, and what it asks
-//! for), [`Planner::threshold`] (the one place deletions are held), [`Planner::intents`] (the
-//! creates and updates, now that it is known which userNames are freed), then [`order::order`].
+//! The phases of [`plan`]: `contenders` (who wants which userName, and which managed users left
+//! the scope), `winners` (one Entra user per userName, and what it asks for), `threshold` (the
+//! one place deletions are held), `intents` (the creates and updates, now that it is known which
+//! userNames are freed), then `order`.
 //!
 //! The plan is consistent for an apply that runs, in one transaction: `deprovisions`, then
 //! `updates` in list order (a rename into a userName another rename frees comes after it), then
