@@ -27,7 +27,7 @@ const CHUNK: usize = 500;
 
 const USER_COLS: &str = "u.id, u.account_id, u.user_name, u.given_name, u.family_name, \
     u.display_name, u.external_id, u.active, u.entra_object_id, u.source, u.resource, \
-    u.version, u.created_at, u.updated_at";
+    u.version, u.created_at, u.updated_at, u.managed_by";
 
 const GROUP_COLS: &str = "g.id, g.account_id, g.display_name, g.external_id, g.resource, \
     g.version, g.created_at, g.updated_at";
@@ -77,6 +77,10 @@ fn user_with_resource(row: &DbRow, resource: Map<String, Value>) -> Result<UserR
             resource,
         },
         source: Source::parse(&source).ok_or_else(|| corrupt("user source"))?,
+        managed_by: row
+            .try_get::<Option<String>, _>("managed_by")
+            .map_err(db_err)?
+            .map(IntegrationId::from_trusted),
         version: row.try_get("version").map_err(db_err)?,
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,
@@ -313,8 +317,10 @@ pub async fn insert_user(c: &mut Conn, user: &UserRecord) -> Result<(), StoreErr
     sqlx::query(
         "INSERT INTO users (id, account_id, user_name, user_name_lower, given_name, family_name, \
          display_name, external_id, active, entra_object_id, source, resource, version, \
-         created_at, updated_at, given_name_lower, family_name_lower, display_name_lower) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+         created_at, updated_at, given_name_lower, family_name_lower, display_name_lower, \
+         managed_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+         $19)",
     )
     .bind(user.id.as_str())
     .bind(user.account_id.as_str())
@@ -334,6 +340,7 @@ pub async fn insert_user(c: &mut Conn, user: &UserRecord) -> Result<(), StoreErr
     .bind(folded(&a.given_name))
     .bind(folded(&a.family_name))
     .bind(folded(&a.display_name))
+    .bind(user.managed_by.as_ref().map(|i| i.as_str()))
     .execute(&mut *c)
     .await
     .map_err(db_err)?;
@@ -351,7 +358,8 @@ pub async fn update_user(
         "UPDATE users SET user_name = $3, user_name_lower = $4, given_name = $5, \
          family_name = $6, display_name = $7, external_id = $8, active = $9, \
          entra_object_id = $10, resource = $11, version = $12, updated_at = $13, \
-         given_name_lower = $15, family_name_lower = $16, display_name_lower = $17 \
+         given_name_lower = $15, family_name_lower = $16, display_name_lower = $17, \
+         managed_by = $18 \
          WHERE account_id = $1 AND id = $2 AND version = $14",
     )
     .bind(user.account_id.as_str())
@@ -371,6 +379,7 @@ pub async fn update_user(
     .bind(folded(&a.given_name))
     .bind(folded(&a.family_name))
     .bind(folded(&a.display_name))
+    .bind(user.managed_by.as_ref().map(|i| i.as_str()))
     .execute(&mut *c)
     .await
     .map_err(db_err)?;
@@ -459,7 +468,7 @@ pub async fn list_users_light(c: &mut Conn, account: &AccountId) -> Result<Vec<U
     let mut rows = sqlx::query(
         "SELECT u.id, u.account_id, u.user_name, u.given_name, u.family_name, u.display_name, \
          u.external_id, u.active, u.entra_object_id, u.source, u.version, u.created_at, \
-         u.updated_at FROM users u WHERE u.account_id = $1 ORDER BY u.seq",
+         u.updated_at, u.managed_by FROM users u WHERE u.account_id = $1 ORDER BY u.seq",
     )
     .bind(account.as_str())
     .fetch(&mut *c);

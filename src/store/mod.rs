@@ -3,8 +3,8 @@
 //!
 //! Design: the SQL lives once, in `backend.rs` (accounts, integrations, users, groups),
 //! `backend_events.rs` (appointments, outbox, provisioning log, cycles), `backend_outbox.rs`
-//! (delivery claims), `backend_metrics.rs` (gauges, migration check) and `backend_tokens.rs`
-//! (admin tokens), which
+//! (delivery claims), `backend_deletions.rs` (ownership, staged deletions), `backend_metrics.rs`
+//! (gauges, migration check) and `backend_tokens.rs` (admin tokens), which
 //! `sqlite.rs` and `postgres.rs` each `include!` after naming their `Db`. Every query is therefore compiled against each database's
 //! own driver and native types — no `Any` driver, which cannot decode timestamps or booleans
 //! portably, and no `query!` macros, which would need a live database or committed offline data
@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{
     AccountId, Appointment, AppointmentId, DirectoryTx, GroupId, GroupRecord, IntegrationId,
-    LogEntry, OutboxMessage, StoreError, UserId, UserName, UserRecord,
+    LogEntry, Manager, OutboxMessage, StoreError, UserId, UserName, UserRecord,
 };
 
 pub mod lock;
@@ -539,7 +539,14 @@ impl DirectoryTx for Tx {
     async fn write_log(&mut self, entry: &LogEntry) -> Result<(), StoreError> {
         in_tx!(self, |c, m| m::write_log(c, entry).await)
     }
+
+    async fn integration_of(&mut self, id: &IntegrationId) -> Result<Option<Manager>, StoreError> {
+        in_tx!(self, |c, m| m::integration_of(c, id).await)
+    }
 }
+
+// Ownership and deletion review: the queries are in `backend_deletions.rs`.
+mod deletions;
 
 // Outbox delivery: the queries are in `backend_outbox.rs`, the worker is `crate::notify`.
 impl Store {

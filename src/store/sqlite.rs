@@ -17,6 +17,7 @@ include!("backend_events.rs");
 include!("backend_outbox.rs");
 include!("backend_metrics.rs");
 include!("backend_tokens.rs");
+include!("backend_deletions.rs");
 
 #[derive(Clone)]
 pub struct SqliteStore {
