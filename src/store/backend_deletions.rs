@@ -1,10 +1,15 @@
-// Ownership and deletion review, shared by both backends (`include!`d after `backend.rs`, like
-// it): which integration a user's manager is, the staged deletions of held cycles, the last
-// complete read of each integration's scope, and the users an operator kept (rejected deletions).
+//! Ownership and deletion review, shared by both backends (a module of each backend, like
+//! `backend.rs`): which integration a user's manager is, the staged deletions of held cycles, the last
+//! complete read of each integration's scope, and the users an operator kept (rejected deletions).
+
+use super::backend::*;
 
 use crate::domain::{Manager, StagedDeletion, StagedReason};
 
-pub async fn integration_of(c: &mut Conn, id: &IntegrationId) -> Result<Option<Manager>, StoreError> {
+pub async fn integration_of(
+    c: &mut Conn,
+    id: &IntegrationId,
+) -> Result<Option<Manager>, StoreError> {
     let row = sqlx::query("SELECT name, kind FROM integrations WHERE id = $1")
         .bind(id.as_str())
         .fetch_optional(&mut *c)
@@ -104,7 +109,11 @@ pub async fn delete_staged(c: &mut Conn, id: &str) -> Result<bool, StoreError> {
 }
 
 /// Marks staged rows as checked by `cycle_id` (a complete read found them still due).
-pub async fn mark_staged_checked(c: &mut Conn, ids: &[String], cycle_id: &str) -> Result<(), StoreError> {
+pub async fn mark_staged_checked(
+    c: &mut Conn,
+    ids: &[String],
+    cycle_id: &str,
+) -> Result<(), StoreError> {
     for chunk in ids.chunks(CHUNK) {
         let sql = format!(
             "UPDATE staged_deletions SET checked_cycle_id = $1 WHERE id IN ({})",
@@ -153,8 +162,13 @@ pub async fn last_scope_read(
         .fetch_optional(&mut *c)
         .await
         .map_err(db_err)?;
-    row.map(|r| Ok((r.try_get("cycle_id").map_err(db_err)?, r.try_get("read_at").map_err(db_err)?)))
-        .transpose()
+    row.map(|r| {
+        Ok((
+            r.try_get("cycle_id").map_err(db_err)?,
+            r.try_get("read_at").map_err(db_err)?,
+        ))
+    })
+    .transpose()
 }
 
 /// An operator kept `user`: it is no longer managed by `integration`, which leaves it alone.
@@ -190,7 +204,10 @@ pub async fn reject_deletion(
 }
 
 /// The users an operator kept from `integration` (their deletion rejected).
-pub async fn rejected_users(c: &mut Conn, integration: &IntegrationId) -> Result<Vec<String>, StoreError> {
+pub async fn rejected_users(
+    c: &mut Conn,
+    integration: &IntegrationId,
+) -> Result<Vec<String>, StoreError> {
     sqlx::query_scalar("SELECT user_id FROM deletion_rejections WHERE integration_id = $1")
         .bind(integration.as_str())
         .fetch_all(&mut *c)

@@ -4,9 +4,10 @@
 //! Design: the SQL lives once, in `backend.rs` (accounts, integrations, users, groups),
 //! `backend_events.rs` (appointments, outbox, provisioning log, cycles), `backend_outbox.rs`
 //! (delivery claims), `backend_deletions.rs` (ownership, staged deletions), `backend_metrics.rs`
-//! (gauges, migration check) and `backend_tokens.rs` (admin tokens), which
-//! `sqlite.rs` and `postgres.rs` each `include!` after naming their `Db`. Every query is therefore compiled against each database's
-//! own driver and native types — no `Any` driver, which cannot decode timestamps or booleans
+//! (gauges, migration check) and `backend_tokens.rs` (admin tokens). `sqlite.rs` and
+//! `postgres.rs` each name their `Db` and load these files as their own modules (`#[path]`), so
+//! rustfmt and clippy see them as ordinary modules and every query is compiled against each
+//! database's own driver and native types — no `Any` driver, which cannot decode timestamps or booleans
 //! portably, and no `query!` macros, which would need a live database or committed offline data
 //! at build time. [`Store`] and [`Tx`] pick the backend at run time and forward to it. The records
 //! live in `rows.rs`; `lock.rs` holds the cross-process locks (cycles, one `serve` per SQLite).
