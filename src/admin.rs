@@ -9,8 +9,11 @@
 //!   "dryRun": false, "account": "default"}` → the on-demand report (steps, action, modified
 //!   attributes or the error);
 //! - `POST /admin/v1/integrations/{name}/sync` `{"dryRun": false, "allowDeletes": false}` → the
-//!   cycle report (`allowDeletes` approves deletions the threshold held);
-//! - `GET /admin/v1/status` → each Graph integration's last cycle and next run.
+//!   cycle report (`allowDeletes` approves the currently staged deletions still due);
+//! - `GET /admin/v1/status` → each Graph integration's last cycle and next run;
+//! - the deletion review: `GET /admin/v1/deletions`, `POST
+//!   /admin/v1/integrations/{name}/deletions/approve` and `.../deletions/reject` (see
+//!   [`deletions`]).
 //!
 //! Handlers are thin: typed errors map to JSON `{"error": ..., "message": ...}` with a status.
 
@@ -29,8 +32,11 @@ use crate::admin_tokens::{self, AdminCaller, AuthError};
 use crate::http::AppState;
 use crate::integrations::{self, GraphIntegration, IntegrationError};
 use crate::sync::cycle::{CycleOptions, SyncEnv, Trigger, run_cycle};
+use crate::sync::deletions::ReviewError;
 use crate::sync::on_demand::provision_user;
 use crate::sync::schedule::Runner;
+
+mod deletions;
 
 /// An admin API failure.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +51,8 @@ pub enum AdminError {
     Store(#[from] crate::domain::StoreError),
     #[error("{0}")]
     BadRequest(String),
+    #[error(transparent)]
+    Review(#[from] ReviewError),
 }
 
 impl IntoResponse for AdminError {
@@ -58,7 +66,12 @@ impl IntoResponse for AdminError {
             Self::Integration(IntegrationError::NotGraph { .. }) | Self::BadRequest(_) => {
                 (StatusCode::BAD_REQUEST, "bad_request")
             }
-            Self::Integration(_) | Self::Store(_) => {
+            Self::Review(ReviewError::NotStaged { .. }) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Review(ReviewError::Busy(_)) => (StatusCode::CONFLICT, "busy"),
+            Self::Review(ReviewError::Invalid(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Integration(_)
+            | Self::Store(_)
+            | Self::Review(ReviewError::Directory(_) | ReviewError::Store(_)) => {
                 tracing::error!(error = %self, "admin API request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
@@ -233,5 +246,14 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/integrations/{name}/sync", post(sync))
         .route("/status", get(status))
+        .route("/deletions", get(deletions::list))
+        .route(
+            "/integrations/{name}/deletions/approve",
+            post(deletions::approve),
+        )
+        .route(
+            "/integrations/{name}/deletions/reject",
+            post(deletions::reject),
+        )
         .layer(middleware::from_fn_with_state(state, authorize))
 }

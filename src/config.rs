@@ -77,6 +77,9 @@ pub struct SyncSettings {
     pub concurrency: usize,
     /// Timeout of one Graph request, in seconds.
     pub request_timeout_secs: u64,
+    /// Days a staged deletion waits for review before it expires (a later cycle that still
+    /// finds it due stages it again).
+    pub staged_deletion_expiry_days: u32,
 }
 
 impl Default for SyncSettings {
@@ -96,6 +99,7 @@ impl Default for SyncSettings {
             max_users: 1_000_000,
             concurrency: 4,
             request_timeout_secs: 60,
+            staged_deletion_expiry_days: 7,
         }
     }
 }

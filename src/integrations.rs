@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::domain::DeletionThreshold;
 use crate::entra::cloud::{Cloud, Endpoints};
 use crate::sync::mapping::Mapping;
-use crate::sync::plan::DeletionThreshold;
 
 use crate::domain::{AccountId, IntegrationId, IntegrationKind, StoreError};
 use crate::secrets::{self, Secret, SecretError, SecretKey};

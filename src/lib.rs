@@ -1,13 +1,16 @@
 //! essentry-sync keeps an essentry user directory in step with Microsoft Entra ID.
 //!
 //! Layout:
-//! - [`domain`]: validated ids (userName keys in NFC, case-folded), neutral records, the
-//!   provisioning operations (create, update, deactivate/delete) with their side effects, and
-//!   the bounds on what the provisioning log keeps of a value; no I/O crates.
+//! - [`domain`]: validated ids (userName keys in NFC, case-folded), neutral records (users with
+//!   the integration that manages them), the provisioning operations (create, update,
+//!   deactivate/delete) with their side effects and ownership checks, a complete read of Entra
+//!   (`Snapshot`), the deletion threshold and staged deletions, and the bounds on what the
+//!   provisioning log keeps of a value; no I/O crates.
 //! - [`entra`]: Microsoft Entra ID and Graph: clouds, access tokens (client credentials), the
 //!   retry policy, the Graph reader (graph-rs-sdk) and a Graph simulator for tests and `demo`.
-//! - [`sync`]: the Graph pull sync: mapping, the pure planner, the executor, cycles,
-//!   on-demand provisioning of one user, and the schedule that runs cycles inside `serve`.
+//! - [`sync`]: the Graph pull sync: mapping, the pure planner, the executor, cycles, the
+//!   deletion review (staged deletions approved or rejected per user), on-demand provisioning of
+//!   one user, and the schedule that runs cycles inside `serve`.
 //! - [`notify`]: delivery of the outbox (guest emails): templates, SMTP or `.eml` files, and
 //!   the worker `serve` runs (leased claims, backoff, dead messages).
 //! - [`store`]: sqlx storage, SQLite (embedded default) and PostgreSQL, one SQL source for both.
@@ -24,10 +27,8 @@
 //!   registry `/readyz` reads.
 //! - [`metrics`]: Prometheus metrics (`/metrics`): SCIM requests, sync cycles, directory
 //!   changes, Graph and token requests, the outbox.
-//! - [`admin`]: the admin API (`/admin/v1`): on-demand provisioning, cycles, status.
-//! - [`console`]: the operator web console (`/admin/`): server-rendered pages with sessions,
-//!   CSRF, Privacy Mode, cycles with live progress, provision on demand, users, log, outbox,
-//!   audit trail.
+//! - [`admin`]: the admin API (`/admin/v1`): on-demand provisioning, cycles, status, the
+//!   deletion review.
 //! - [`admin_tokens`]: the admin API's tokens: create (optional expiry and account scope), list,
 //!   revoke, and the check of a presented token (recording its last use).
 //! - [`cli`]: the operator commands behind the `essentry-sync` binary.

@@ -444,12 +444,12 @@ async fn time_parts(env: &SyncEnv, integ: &GraphIntegration) -> Result<Breakdown
         .await
         .context("loading the stored users")?;
     let load = started.elapsed();
-    let policy = Policy {
-        mapping: integ.settings.mapping.clone(),
-        threshold: integ.settings.threshold.clone(),
-        allow_deletes: false,
-        integration: integ.row.name.clone(),
-    };
+    let policy = Policy::new(
+        integ.row.id.clone(),
+        integ.row.name.clone(),
+        integ.settings.mapping.clone(),
+        integ.settings.threshold.clone(),
+    );
     let started = Instant::now();
     let planned = plan(&read.snapshot, &current, &policy);
     let plan_time = started.elapsed();

@@ -21,6 +21,7 @@ use crate::secrets::SecretKey;
 use crate::store::{LogQuery, Store, StoreConfig};
 
 mod admin_token;
+mod deletions;
 mod demo;
 mod demo_console;
 mod directory;
@@ -64,6 +65,10 @@ pub enum Command {
     /// Run one pull-sync cycle of a Graph integration in the foreground (or, with --user,
     /// provision one user on demand) and exit with its outcome.
     Sync(sync::SyncArgs),
+    /// Review the deletions held cycles staged: list them, approve them (per user or all), or
+    /// reject one (keep the user).
+    #[command(subcommand)]
+    Deletions(deletions::DeletionsCmd),
     /// Show each Graph integration's last cycle, its outcome and the next run.
     Status {
         #[command(flatten)]
@@ -327,6 +332,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
             common,
         } => outbox(Env::open(settings).await?, action, dead, common).await,
         Command::Sync(args) => sync::sync(Env::open(settings).await?, args).await,
+        Command::Deletions(cmd) => deletions::run(Env::open(settings).await?, cmd).await,
         Command::Status { common } => sync::status(Env::open(settings).await?, common).await,
         Command::AdminToken(cmd) => admin_token::run(Env::open(settings).await?, cmd).await,
         Command::Demo(args) => demo::run(settings, args).await,

@@ -8,13 +8,13 @@ use clap::Args;
 use serde_json::json;
 
 use super::{Common, Env, print_json};
+use crate::domain::DeletionThreshold;
 use crate::entra::cloud::Cloud;
 use crate::integrations::{self, GraphIntegration, GraphSettings};
 use crate::secrets::Secret;
 use crate::sync::cycle::{CycleOptions, CycleReport, Outcome, SyncEnv, Trigger, run_cycle};
 use crate::sync::mapping::{Mapping, UserNameSource};
 use crate::sync::on_demand::{OnDemandReport, StepStatus, provision_user};
-use crate::sync::plan::DeletionThreshold;
 use crate::sync::schedule::Runner;
 
 #[derive(Debug, Args)]
@@ -80,7 +80,8 @@ pub struct SyncArgs {
     /// change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Apply deletions the threshold would hold.
+    /// Approve every deletion currently staged (held by an earlier cycle) that this cycle's read
+    /// still finds due; see `essentry-sync deletions` to review them one by one.
     #[arg(long, conflicts_with = "user")]
     pub allow_deletes: bool,
     /// Provision only this user, now: a userPrincipalName or an Entra object id.
@@ -432,6 +433,12 @@ pub(super) async fn status(env: Env, common: Common) -> Result<()> {
                 } else {
                     String::new()
                 }
+            );
+        }
+        if s.staged_deletions > 0 {
+            println!(
+                "  staged deletions: {} (review: essentry-sync deletions list --integration {})",
+                s.staged_deletions, s.name
             );
         }
         if let Some(e) = &s.error {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::render::v;
 use super::{ConsoleError, Viewer, audit, render};
+use crate::domain::DeletionThreshold;
 use crate::entra::cloud::Cloud;
 use crate::http::AppState;
 use crate::integrations::{self, GraphSettings};
@@ -18,7 +19,6 @@ use crate::secrets::{Secret, SecretKey};
 use crate::store::IntegrationRow;
 use crate::sync::cycle::SyncEnv;
 use crate::sync::mapping::{Mapping, UserNameSource};
-use crate::sync::plan::DeletionThreshold;
 use crate::sync::schedule::{IntegrationStatus, Runner, Schedule};
 
 pub(crate) fn secret_key(state: &AppState) -> Result<&SecretKey, ConsoleError> {

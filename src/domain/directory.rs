@@ -43,8 +43,26 @@ pub enum DirectoryError {
         "essentry keeps no inactive accounts: deactivating a user deletes the account, so a user cannot be created with active=false"
     )]
     InactiveCreate,
+    /// The user is managed by a Graph integration other than the one acting: only that
+    /// integration (or an operator) may delete or deactivate it, and no other Graph integration
+    /// adopts it.
+    #[error(
+        "the user {user_name:?} is managed by the Graph integration {integration:?}; it deletes or deactivates the user when Entra unassigns or disables it (or an operator does)"
+    )]
+    ManagedByGraph {
+        user_name: String,
+        integration: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// An integration that manages users, as the ownership checks need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manager {
+    pub name: String,
+    /// A Graph (pull) integration; otherwise a SCIM one.
+    pub graph: bool,
 }
 
 /// The reads and writes the provisioning operations need, all inside one open transaction.
@@ -100,6 +118,11 @@ pub trait DirectoryTx: Send {
         &mut self,
         entry: &LogEntry,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The integration `id`, if it still exists.
+    fn integration_of(
+        &mut self,
+        id: &IntegrationId,
+    ) -> impl Future<Output = Result<Option<Manager>, StoreError>> + Send;
 }
 
 /// Who is acting, for the provisioning log.
@@ -288,6 +311,10 @@ pub async fn create_user<T: DirectoryTx>(
         account_id: ctx.account.clone(),
         attrs: desired,
         source: ctx.source,
+        managed_by: match ctx.source {
+            Source::Graph | Source::Scim => ctx.integration_id.clone(),
+            Source::Cli => None,
+        },
         version: 1,
         created_at: ctx.now,
         updated_at: ctx.now,
@@ -315,6 +342,47 @@ fn fill_user(entry: &mut LogEntry, user: &UserRecord) {
         .as_ref()
         .map(|o| o.as_str().to_owned())
         .or_else(|| user.attrs.external_id.clone());
+}
+
+/// The provisioning-log attribute that records a change of ownership (old and new manager).
+pub const MANAGED_BY: &str = "managedBy";
+
+/// The name of the Graph integration that manages `user`, when that is not the acting one. Only
+/// such an integration (or an operator at the command line) may delete or deactivate the user,
+/// so that SCIM push and pull sync, or two pull integrations, never fight over an irreversible
+/// action.
+async fn foreign_graph_manager<T: DirectoryTx>(
+    tx: &mut T,
+    ctx: &OpContext,
+    user: &UserRecord,
+) -> Result<Option<String>, StoreError> {
+    let Some(owner) = &user.managed_by else {
+        return Ok(None);
+    };
+    if ctx.source == Source::Cli || ctx.integration_id.as_ref() == Some(owner) {
+        return Ok(None);
+    }
+    Ok(tx
+        .integration_of(owner)
+        .await?
+        .filter(|m| m.graph)
+        .map(|m| m.name))
+}
+
+/// A manager for the provisioning log: `"EntraPull (graph)"`, or null for none.
+async fn manager_json<T: DirectoryTx>(
+    tx: &mut T,
+    id: Option<&IntegrationId>,
+) -> Result<Option<Value>, StoreError> {
+    let Some(id) = id else { return Ok(None) };
+    Ok(Some(match tx.integration_of(id).await? {
+        Some(m) => json!(format!(
+            "{} ({})",
+            m.name,
+            if m.graph { "graph" } else { "scim" }
+        )),
+        None => json!(id.as_str()),
+    }))
 }
 
 /// Replaces a user's attributes with `desired`. `active` false deprovisions the user (the account
@@ -346,9 +414,30 @@ pub async fn update_user<T: DirectoryTx>(
     if desired.entra_object_id.is_none() {
         desired.entra_object_id = current.attrs.entra_object_id.clone();
     }
-    let changes = diff_attributes(Some(&current.attrs), &desired);
-    if changes.is_empty() && desired == current.attrs {
+    // A Graph integration that updates a user manages it from now on (an adoption); it may not
+    // take over a user another Graph integration manages. SCIM and the CLI leave ownership alone.
+    let managed_by = match (ctx.source, &ctx.integration_id) {
+        (Source::Graph, Some(me)) => {
+            if let Some(other) = foreign_graph_manager(tx, ctx, &current).await? {
+                return Err(DirectoryError::ManagedByGraph {
+                    user_name: current.attrs.user_name.as_str().to_owned(),
+                    integration: other,
+                });
+            }
+            Some(me.clone())
+        }
+        _ => current.managed_by.clone(),
+    };
+    let mut changes = diff_attributes(Some(&current.attrs), &desired);
+    if changes.is_empty() && desired == current.attrs && managed_by == current.managed_by {
         return Ok(UpdateOutcome::Unchanged(current));
+    }
+    if managed_by != current.managed_by {
+        changes.push(AttributeChange {
+            attribute: MANAGED_BY.to_owned(),
+            old: manager_json(tx, current.managed_by.as_ref()).await?,
+            new: manager_json(tx, managed_by.as_ref()).await?,
+        });
     }
     if desired.user_name != current.attrs.user_name
         && tx
@@ -362,6 +451,7 @@ pub async fn update_user<T: DirectoryTx>(
     }
     let updated = UserRecord {
         attrs: desired,
+        managed_by,
         version: current.version + 1,
         updated_at: ctx.now,
         ..current.clone()
@@ -410,6 +500,12 @@ pub async fn deprovision_user<T: DirectoryTx>(
         .user_by_id(&ctx.account, id)
         .await?
         .ok_or_else(|| DirectoryError::UserNotFound(id.to_string()))?;
+    if let Some(integration) = foreign_graph_manager(tx, ctx, &user).await? {
+        return Err(DirectoryError::ManagedByGraph {
+            user_name: user.attrs.user_name.as_str().to_owned(),
+            integration,
+        });
+    }
     let upcoming = tx.upcoming_hosted(&ctx.account, id, ctx.now).await?;
     let mut cancelled = Vec::with_capacity(upcoming.len());
     let mut queued = Vec::new();

@@ -90,6 +90,10 @@ pub struct UserRecord {
     pub account_id: AccountId,
     pub attrs: DirectoryUser,
     pub source: Source,
+    /// The integration that manages the user: the Graph integration that created or adopted it,
+    /// the SCIM integration that created it, or `None` (made by hand, released by an operator,
+    /// or its integration was deleted). A Graph cycle deletes only the users it manages.
+    pub managed_by: Option<IntegrationId>,
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -189,6 +193,9 @@ pub enum LogAction {
     Delete,
     Skip,
     StagedDelete,
+    /// An operator rejected a staged deletion: the user is kept and no longer managed by the
+    /// integration.
+    DeletionRejected,
 }
 
 impl LogAction {
@@ -199,6 +206,7 @@ impl LogAction {
             Self::Delete => "delete",
             Self::Skip => "skip",
             Self::StagedDelete => "staged_delete",
+            Self::DeletionRejected => "deletion_rejected",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Microsoft Graph wire types the reader decodes: collection pages, app role assignments, users,
 //! groups and Graph's error JSON. Private to `entra`; the rest of the code sees
-//! [`EntraUser`](crate::sync::mapping::EntraUser). Unknown properties are ignored, as Graph adds
+//! [`EntraUser`](crate::domain::entra::EntraUser). Unknown properties are ignored, as Graph adds
 //! properties over time.
 
 use serde::Deserialize;

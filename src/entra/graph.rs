@@ -42,8 +42,8 @@ use super::dto;
 pub use super::read_error::{CallError, ReadError};
 use super::retry::{self, RetryBudget, RetryError, RetryPolicy, Verdict};
 use crate::domain::EntraObjectId;
-use crate::sync::mapping::{Assignment, EntraUser};
-use crate::sync::plan::Snapshot;
+use crate::domain::entra::Snapshot;
+use crate::domain::entra::{Assignment, EntraUser};
 
 /// The user properties every read selects.
 pub const USER_SELECT: &[&str] = &[
@@ -386,6 +386,18 @@ impl GraphReader {
             groups,
             assigned_directly,
         })
+    }
+
+    /// Which of `ids` are users that still exist in the tenant (`directoryObjects/getByIds`,
+    /// 1,000 at a time): ids of deleted accounts are simply not returned.
+    pub async fn existing_users(&self, ids: &[String]) -> Result<HashSet<String>, ReadError> {
+        let mut out = HashSet::new();
+        for chunk in ids.chunks(GET_BY_IDS_MAX) {
+            for u in self.users_by_ids(chunk.to_vec()).await? {
+                out.insert(u.object_id.as_str().to_owned());
+            }
+        }
+        Ok(out)
     }
 
     async fn assignments(&self) -> Result<Vec<dto::AppRoleAssignment>, ReadError> {

@@ -114,6 +114,11 @@ impl From<DirectoryError> for ScimError {
                 Self::new(StatusCode::PRECONDITION_FAILED, None, e.to_string())
             }
             DirectoryError::InactiveCreate => Self::invalid_value(e.to_string()),
+            // RFC 7644 defines no scimType for a 409 other than `uniqueness`, which this is not:
+            // the request conflicts with the user's current state (managed by pull sync).
+            DirectoryError::ManagedByGraph { .. } => {
+                Self::new(StatusCode::CONFLICT, None, e.to_string())
+            }
             DirectoryError::Store(s) => s.into(),
         }
     }

@@ -1,38 +1,40 @@
-// Queries shared by both backends. This file is `include!`d by `sqlite.rs` and `postgres.rs`,
-// each of which defines `type Db` first, so every function below is compiled — and type-checked
-// — once per database with that database's native types (TIMESTAMPTZ/BOOLEAN on PostgreSQL,
-// RFC 3339 text/0-1 integers on SQLite). The SQL is written once: both accept `$n` parameters,
-// `ON CONFLICT`, `RETURNING` and `LIKE ... ESCAPE`.
+//! Queries shared by both backends. This file is a module of both `sqlite.rs` and `postgres.rs`
+//! (`#[path]`), each of which defines `type Db`, so every function below is compiled — and type-checked
+//! — once per database with that database's native types (TIMESTAMPTZ/BOOLEAN on PostgreSQL,
+//! RFC 3339 text/0-1 integers on SQLite). The SQL is written once: both accept `$n` parameters,
+//! `ON CONFLICT`, `RETURNING` and `LIKE ... ESCAPE`.
 
-use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
-use sqlx::{AssertSqlSafe, Database, Row};
+#[allow(unused_imports)]
+pub(super) use super::{Db, ROW_LOCK};
+pub(super) use chrono::{DateTime, Utc};
+pub(super) use serde_json::{Map, Value};
+pub(super) use sqlx::{AssertSqlSafe, Database, Row};
 
-use crate::domain::{
+pub(super) use crate::domain::{
     AccountId, Appointment, AppointmentId, AppointmentStatus, CycleStatus, DirectoryUser,
     EntraObjectId, GroupId, GroupRecord, Guest, IntegrationId, IntegrationKind, LogEntry,
     OutboxMessage, Source, StoreError, Trigger, UserId, UserName, UserRecord, fold_key,
 };
-use crate::store::sql_filter::{Param, Where};
-use crate::store::{
-    AdminTokenInfo, AdminTokenRow, CycleRow, IntegrationRow, LogQuery, LogRow, OutboxRow, corrupt, db_err,
-    skip_key,
+pub(super) use crate::store::sql_filter::{Param, Where};
+pub(super) use crate::store::{
+    AdminTokenInfo, AdminTokenRow, CycleRow, IntegrationRow, LogQuery, LogRow, OutboxRow, corrupt,
+    db_err, skip_key,
 };
 
 pub type Conn = <Db as Database>::Connection;
-type DbRow = <Db as Database>::Row;
+pub(super) type DbRow = <Db as Database>::Row;
 
 /// How many ids one `IN (...)` list or multi-row `VALUES` carries.
-const CHUNK: usize = 500;
+pub(super) const CHUNK: usize = 500;
 
-const USER_COLS: &str = "u.id, u.account_id, u.user_name, u.given_name, u.family_name, \
+pub(super) const USER_COLS: &str = "u.id, u.account_id, u.user_name, u.given_name, u.family_name, \
     u.display_name, u.external_id, u.active, u.entra_object_id, u.source, u.resource, \
-    u.version, u.created_at, u.updated_at";
+    u.version, u.created_at, u.updated_at, u.managed_by";
 
-const GROUP_COLS: &str = "g.id, g.account_id, g.display_name, g.external_id, g.resource, \
+pub(super) const GROUP_COLS: &str = "g.id, g.account_id, g.display_name, g.external_id, g.resource, \
     g.version, g.created_at, g.updated_at";
 
-fn bind_params<'q>(
+pub(super) fn bind_params<'q>(
     mut q: sqlx::query::Query<'q, Db, <Db as Database>::Arguments>,
     params: &'q [Param],
 ) -> sqlx::query::Query<'q, Db, <Db as Database>::Arguments> {
@@ -46,20 +48,23 @@ fn bind_params<'q>(
     q
 }
 
-fn parse_resource(text: &str) -> Result<Map<String, Value>, StoreError> {
+pub(super) fn parse_resource(text: &str) -> Result<Map<String, Value>, StoreError> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(corrupt("resource is not a JSON object")),
     }
 }
 
-fn user_from_row(row: &DbRow) -> Result<UserRecord, StoreError> {
+pub(super) fn user_from_row(row: &DbRow) -> Result<UserRecord, StoreError> {
     let resource: String = row.try_get("resource").map_err(db_err)?;
     user_with_resource(row, parse_resource(&resource)?)
 }
 
 /// A user row's typed columns, with `resource` given by the caller.
-fn user_with_resource(row: &DbRow, resource: Map<String, Value>) -> Result<UserRecord, StoreError> {
+pub(super) fn user_with_resource(
+    row: &DbRow,
+    resource: Map<String, Value>,
+) -> Result<UserRecord, StoreError> {
     let user_name: String = row.try_get("user_name").map_err(db_err)?;
     let entra: Option<String> = row.try_get("entra_object_id").map_err(db_err)?;
     let source: String = row.try_get("source").map_err(db_err)?;
@@ -77,13 +82,17 @@ fn user_with_resource(row: &DbRow, resource: Map<String, Value>) -> Result<UserR
             resource,
         },
         source: Source::parse(&source).ok_or_else(|| corrupt("user source"))?,
+        managed_by: row
+            .try_get::<Option<String>, _>("managed_by")
+            .map_err(db_err)?
+            .map(IntegrationId::from_trusted),
         version: row.try_get("version").map_err(db_err)?,
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,
     })
 }
 
-fn group_from_row(row: &DbRow) -> Result<GroupRecord, StoreError> {
+pub(super) fn group_from_row(row: &DbRow) -> Result<GroupRecord, StoreError> {
     let resource: String = row.try_get("resource").map_err(db_err)?;
     Ok(GroupRecord {
         id: GroupId::from_trusted(row.try_get("id").map_err(db_err)?),
@@ -99,11 +108,11 @@ fn group_from_row(row: &DbRow) -> Result<GroupRecord, StoreError> {
 
 /// Unicode NFC and case folding ([`fold_key`]) for the `*_lower` columns that case-insensitive
 /// filters compare.
-fn folded(v: &Option<String>) -> Option<String> {
+pub(super) fn folded(v: &Option<String>) -> Option<String> {
     v.as_deref().map(fold_key)
 }
 
-fn resource_text(m: &Map<String, Value>) -> String {
+pub(super) fn resource_text(m: &Map<String, Value>) -> String {
     Value::Object(m.clone()).to_string()
 }
 
@@ -145,7 +154,7 @@ pub async fn ensure_account(
 // ---------------------------------------------------------------------------------------------
 // Integrations
 
-fn integration_from_row(row: &DbRow) -> Result<IntegrationRow, StoreError> {
+pub(super) fn integration_from_row(row: &DbRow) -> Result<IntegrationRow, StoreError> {
     let settings: String = row.try_get("settings").map_err(db_err)?;
     Ok(IntegrationRow {
         id: IntegrationId::from_trusted(row.try_get("id").map_err(db_err)?),
@@ -164,7 +173,7 @@ fn integration_from_row(row: &DbRow) -> Result<IntegrationRow, StoreError> {
     })
 }
 
-const INTEGRATION_SELECT: &str = "SELECT i.id, i.account_id, a.name AS account_name, i.name, \
+pub(super) const INTEGRATION_SELECT: &str = "SELECT i.id, i.account_id, a.name AS account_name, i.name, \
     i.kind, i.token_hash, i.token_hint, i.secret_sealed, i.settings, i.created_at \
     FROM integrations i JOIN accounts a ON a.id = i.account_id";
 
@@ -313,8 +322,10 @@ pub async fn insert_user(c: &mut Conn, user: &UserRecord) -> Result<(), StoreErr
     sqlx::query(
         "INSERT INTO users (id, account_id, user_name, user_name_lower, given_name, family_name, \
          display_name, external_id, active, entra_object_id, source, resource, version, \
-         created_at, updated_at, given_name_lower, family_name_lower, display_name_lower) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+         created_at, updated_at, given_name_lower, family_name_lower, display_name_lower, \
+         managed_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+         $19)",
     )
     .bind(user.id.as_str())
     .bind(user.account_id.as_str())
@@ -334,6 +345,7 @@ pub async fn insert_user(c: &mut Conn, user: &UserRecord) -> Result<(), StoreErr
     .bind(folded(&a.given_name))
     .bind(folded(&a.family_name))
     .bind(folded(&a.display_name))
+    .bind(user.managed_by.as_ref().map(|i| i.as_str()))
     .execute(&mut *c)
     .await
     .map_err(db_err)?;
@@ -351,7 +363,8 @@ pub async fn update_user(
         "UPDATE users SET user_name = $3, user_name_lower = $4, given_name = $5, \
          family_name = $6, display_name = $7, external_id = $8, active = $9, \
          entra_object_id = $10, resource = $11, version = $12, updated_at = $13, \
-         given_name_lower = $15, family_name_lower = $16, display_name_lower = $17 \
+         given_name_lower = $15, family_name_lower = $16, display_name_lower = $17, \
+         managed_by = $18 \
          WHERE account_id = $1 AND id = $2 AND version = $14",
     )
     .bind(user.account_id.as_str())
@@ -371,6 +384,7 @@ pub async fn update_user(
     .bind(folded(&a.given_name))
     .bind(folded(&a.family_name))
     .bind(folded(&a.display_name))
+    .bind(user.managed_by.as_ref().map(|i| i.as_str()))
     .execute(&mut *c)
     .await
     .map_err(db_err)?;
@@ -397,7 +411,7 @@ pub async fn delete_user(
     Ok(done.rows_affected() > 0)
 }
 
-fn where_sql(w: Option<&Where>) -> String {
+pub(super) fn where_sql(w: Option<&Where>) -> String {
     w.map(|w| format!(" AND {}", w.sql)).unwrap_or_default()
 }
 
@@ -447,19 +461,30 @@ pub async fn list_users(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<UserRecord>, StoreError> {
-    let rows = fetch_page(c, (USER_COLS, "users u", "u"), account, filter, offset, limit).await?;
+    let rows = fetch_page(
+        c,
+        (USER_COLS, "users u", "u"),
+        account,
+        filter,
+        offset,
+        limit,
+    )
+    .await?;
     rows.iter().map(user_from_row).collect()
 }
 
 /// Every user of `account` for the pull sync's planner: the typed columns only (`resource` is
 /// left empty and never read or parsed), decoded row by row as they stream in so the raw rows of
 /// a large directory are never all held at once.
-pub async fn list_users_light(c: &mut Conn, account: &AccountId) -> Result<Vec<UserRecord>, StoreError> {
+pub async fn list_users_light(
+    c: &mut Conn,
+    account: &AccountId,
+) -> Result<Vec<UserRecord>, StoreError> {
     use futures::TryStreamExt;
     let mut rows = sqlx::query(
         "SELECT u.id, u.account_id, u.user_name, u.given_name, u.family_name, u.display_name, \
          u.external_id, u.active, u.entra_object_id, u.source, u.version, u.created_at, \
-         u.updated_at FROM users u WHERE u.account_id = $1 ORDER BY u.seq",
+         u.updated_at, u.managed_by FROM users u WHERE u.account_id = $1 ORDER BY u.seq",
     )
     .bind(account.as_str())
     .fetch(&mut *c);
@@ -470,7 +495,11 @@ pub async fn list_users_light(c: &mut Conn, account: &AccountId) -> Result<Vec<U
     Ok(out)
 }
 
-pub async fn count_users(c: &mut Conn, account: &AccountId, filter: Option<&Where>) -> Result<i64, StoreError> {
+pub async fn count_users(
+    c: &mut Conn,
+    account: &AccountId,
+    filter: Option<&Where>,
+) -> Result<i64, StoreError> {
     count_matching(c, ("users u", "u"), account, filter).await
 }
 
@@ -562,15 +591,27 @@ pub async fn list_groups(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<GroupRecord>, StoreError> {
-    let rows = fetch_page(c, (GROUP_COLS, "groups g", "g"), account, filter, offset, limit).await?;
+    let rows = fetch_page(
+        c,
+        (GROUP_COLS, "groups g", "g"),
+        account,
+        filter,
+        offset,
+        limit,
+    )
+    .await?;
     rows.iter().map(group_from_row).collect()
 }
 
-pub async fn count_groups(c: &mut Conn, account: &AccountId, filter: Option<&Where>) -> Result<i64, StoreError> {
+pub async fn count_groups(
+    c: &mut Conn,
+    account: &AccountId,
+    filter: Option<&Where>,
+) -> Result<i64, StoreError> {
     count_matching(c, ("groups g", "g"), account, filter).await
 }
 
-fn placeholders(from: usize, n: usize) -> String {
+pub(super) fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
@@ -682,4 +723,3 @@ pub async fn member_count(c: &mut Conn, group: &GroupId) -> Result<i64, StoreErr
         .await
         .map_err(db_err)
 }
-

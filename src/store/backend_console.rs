@@ -1,8 +1,10 @@
-// Queries of the operator console (`crate::console`): sessions, the audit trail and the paged
-// lists. `include!`d by `sqlite.rs` and `postgres.rs` after `backend.rs` (whose imports it uses).
-// Every list is keyset-paged on an indexed column (`seq`, `user_name_lower`) and reads at most
-// `limit + 1` rows, so a page costs the same on a table of any size.
+//! Queries shared by both backends, the operator console's (`crate::console`): sessions, the
+//! audit trail and the paged lists (see `backend.rs` for how it is compiled twice). Every list is
+//! keyset-paged on an indexed column (`seq`, `user_name_lower`) and reads one page plus one row,
+//! so a page costs the same on a table of any size.
 
+use super::backend::*;
+use super::backend_events::upcoming_hosted;
 use crate::store::console::{
     AuditRow, LogFilter, LogPageRow, NewAudit, OutboxPageRow, SessionRow, UserPageRow,
 };
@@ -53,7 +55,11 @@ pub async fn session_by_hash(c: &mut Conn, hash: &[u8]) -> Result<Option<Session
     .transpose()
 }
 
-pub async fn touch_session(c: &mut Conn, hash: &[u8], now: DateTime<Utc>) -> Result<(), StoreError> {
+pub async fn touch_session(
+    c: &mut Conn,
+    hash: &[u8],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE console_sessions SET last_seen_at = $2 WHERE id_hash = $1")
         .bind(hash)
         .bind(now)
@@ -169,18 +175,16 @@ pub async fn page_users(
         u.display_name, u.active, u.source, u.entra_object_id, u.created_at, u.updated_at";
     let folded = search.map(str::to_lowercase);
     let rows = match folded.as_deref() {
-        None => {
-            sqlx::query(AssertSqlSafe(format!(
-                "SELECT {COLS} FROM users u WHERE u.account_id = $1 AND u.user_name_lower > $2 \
+        None => sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLS} FROM users u WHERE u.account_id = $1 AND u.user_name_lower > $2 \
                  ORDER BY u.user_name_lower LIMIT $3"
-            )))
-            .bind(account.as_str())
-            .bind(after.unwrap_or(""))
-            .bind(limit)
-            .fetch_all(&mut *c)
-            .await
-            .map_err(db_err)?
-        }
+        )))
+        .bind(account.as_str())
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(db_err)?,
         Some(prefix) => {
             let pattern = like_prefix(prefix);
             let upper = format!("{prefix}\u{10FFFF}");

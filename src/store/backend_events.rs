@@ -1,6 +1,8 @@
-// Queries shared by both backends, second part (see `backend.rs` for how it is compiled twice):
-// appointments, the outbox, the provisioning log, sync cycles and retention.
-// `include!`d right after `backend.rs`, so it shares its imports and helpers.
+//! Queries shared by both backends, second part (see `backend.rs` for how it is compiled twice):
+//! appointments, the outbox, the provisioning log, sync cycles and retention.
+//! Imports and helpers come from `backend.rs` (`use super::backend::*`).
+
+use super::backend::*;
 
 // ---------------------------------------------------------------------------------------------
 // Appointments
@@ -177,7 +179,7 @@ pub async fn list_outbox(c: &mut Conn, account: &AccountId) -> Result<Vec<Outbox
 }
 
 /// An outbox row's columns, with the status the caller shows.
-fn outbox_row(r: &DbRow, status: String) -> Result<OutboxRow, StoreError> {
+pub(super) fn outbox_row(r: &DbRow, status: String) -> Result<OutboxRow, StoreError> {
     Ok(OutboxRow {
         id: r.try_get("id").map_err(db_err)?,
         kind: r.try_get("kind").map_err(db_err)?,
@@ -421,14 +423,13 @@ pub async fn purge_before(c: &mut Conn, cutoff: DateTime<Utc>) -> Result<(u64, u
         .await
         .map_err(db_err)?
         .rows_affected();
-    let cycles = sqlx::query(
-        "DELETE FROM sync_cycles WHERE started_at < $1 AND outcome <> 'running'",
-    )
-    .bind(cutoff)
-    .execute(&mut *c)
-    .await
-    .map_err(db_err)?
-    .rows_affected();
+    let cycles =
+        sqlx::query("DELETE FROM sync_cycles WHERE started_at < $1 AND outcome <> 'running'")
+            .bind(cutoff)
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
     Ok((logs, cycles))
 }
 

@@ -1,6 +1,8 @@
-// Queries shared by both backends, last part (see `backend.rs` for how it is compiled twice):
-// what `/metrics` and `/readyz` read — the outbox gauges and the state of the migrations.
-// `include!`d after the other backend files, so it shares their imports and helpers.
+//! Queries shared by both backends, last part (see `backend.rs` for how it is compiled twice):
+//! what `/metrics` and `/readyz` read — the outbox gauges and the state of the migrations.
+//! Imports and helpers come from `backend.rs` (`use super::backend::*`).
+
+use super::backend::*;
 
 /// `(pending, created_at of the oldest pending, dead)` over the whole outbox (every account).
 /// `outbox_pending (status, next_attempt_at)` serves the counts; the pending rows are few.

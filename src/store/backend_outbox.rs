@@ -1,13 +1,16 @@
-// Queries shared by both backends, third part (see `backend.rs` for how it is compiled twice):
-// delivery of the outbox — claiming due messages under a lease, recording what became of them,
-// `outbox retry`, and the account time zone the messages are rendered in. `include!`d right
-// after `backend_events.rs`, so it shares its imports and helpers.
-//
-// A claim is one UPDATE over the rows picked by a sub-select of due rows. On PostgreSQL the
-// sub-select ends in `FOR UPDATE SKIP LOCKED`, so two replicas claiming at once take disjoint
-// rows; SQLite has one writer, whose `BEGIN IMMEDIATE` transactions serialise claims anyway. The
-// claim moves `next_attempt_at` to the end of its lease: a worker that dies before recording the
-// result leaves the row to be claimed again when the lease runs out (at-least-once).
+//! Queries shared by both backends, third part (see `backend.rs` for how it is compiled twice):
+//! delivery of the outbox — claiming due messages under a lease, recording what became of them,
+//! `outbox retry`, and the account time zone the messages are rendered in. Its imports
+//! and helpers come from `backend.rs` (`use super::backend::*`).
+//!
+//! A claim is one UPDATE over the rows picked by a sub-select of due rows. On PostgreSQL the
+//! sub-select ends in `FOR UPDATE SKIP LOCKED`, so two replicas claiming at once take disjoint
+//! rows; SQLite has one writer, whose `BEGIN IMMEDIATE` transactions serialise claims anyway. The
+//! claim moves `next_attempt_at` to the end of its lease: a worker that dies before recording the
+//! result leaves the row to be claimed again when the lease runs out (at-least-once).
+
+use super::backend::*;
+use super::backend_events::outbox_row;
 
 /// `FOR UPDATE SKIP LOCKED` on PostgreSQL, nothing on SQLite.
 const CLAIM_LOCK: &str = if ROW_LOCK.is_empty() {

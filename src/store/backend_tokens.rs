@@ -1,6 +1,8 @@
-// Queries shared by both backends, admin tokens (see `backend.rs` for how it is compiled twice):
-// creating, finding by hash, listing and revoking them, and recording their last use.
-// `include!`d after `backend_metrics.rs`, so it shares the imports and helpers of `backend.rs`.
+//! Queries shared by both backends, admin tokens (see `backend.rs` for how it is compiled twice):
+//! creating, finding by hash, listing and revoking them, and recording their last use.
+//! Imports and helpers come from `backend.rs` (`use super::backend::*`).
+
+use super::backend::*;
 
 const ADMIN_TOKEN_COLS: &str = "t.id, t.name, t.token_hash, t.token_hint, t.created_at, \
     t.expires_at, t.account_id, a.name AS account_name, t.last_used_at";
@@ -45,8 +47,10 @@ pub async fn admin_token_by_hash(
     c: &mut Conn,
     hash: &[u8],
 ) -> Result<Option<AdminTokenRow>, StoreError> {
-    let sql = format!("SELECT {ADMIN_TOKEN_COLS} FROM admin_tokens t \
-         LEFT JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1");
+    let sql = format!(
+        "SELECT {ADMIN_TOKEN_COLS} FROM admin_tokens t \
+         LEFT JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1"
+    );
     let row = sqlx::query(AssertSqlSafe(sql))
         .bind(hash)
         .fetch_optional(&mut *c)

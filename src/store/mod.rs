@@ -3,11 +3,12 @@
 //!
 //! Design: the SQL lives once, in `backend.rs` (accounts, integrations, users, groups),
 //! `backend_events.rs` (appointments, outbox, provisioning log, cycles), `backend_outbox.rs`
-//! (delivery claims), `backend_metrics.rs` (gauges, migration check), `backend_tokens.rs`
-//! (admin tokens) and `backend_console.rs` (the console's sessions, audit trail and paged
-//! lists), which
-//! `sqlite.rs` and `postgres.rs` each `include!` after naming their `Db`. Every query is therefore compiled against each database's
-//! own driver and native types — no `Any` driver, which cannot decode timestamps or booleans
+//! (delivery claims), `backend_deletions.rs` (ownership, staged deletions), `backend_metrics.rs`
+//! (gauges, migration check), `backend_tokens.rs` (admin tokens) and `backend_console.rs` (the
+//! console's sessions, audit trail and paged lists). `sqlite.rs` and
+//! `postgres.rs` each name their `Db` and load these files as their own modules (`#[path]`), so
+//! rustfmt and clippy see them as ordinary modules and every query is compiled against each
+//! database's own driver and native types — no `Any` driver, which cannot decode timestamps or booleans
 //! portably, and no `query!` macros, which would need a live database or committed offline data
 //! at build time. [`Store`] and [`Tx`] pick the backend at run time and forward to it. The records
 //! live in `rows.rs`; `lock.rs` holds the cross-process locks (cycles, one `serve` per SQLite).
@@ -16,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{
     AccountId, Appointment, AppointmentId, DirectoryTx, GroupId, GroupRecord, IntegrationId,
-    LogEntry, OutboxMessage, StoreError, UserId, UserName, UserRecord,
+    LogEntry, Manager, OutboxMessage, StoreError, UserId, UserName, UserRecord,
 };
 
 pub mod lock;
@@ -545,7 +546,14 @@ impl DirectoryTx for Tx {
     async fn write_log(&mut self, entry: &LogEntry) -> Result<(), StoreError> {
         in_tx!(self, |c, m| m::write_log(c, entry).await)
     }
+
+    async fn integration_of(&mut self, id: &IntegrationId) -> Result<Option<Manager>, StoreError> {
+        in_tx!(self, |c, m| m::integration_of(c, id).await)
+    }
 }
+
+// Ownership and deletion review: the queries are in `backend_deletions.rs`.
+mod deletions;
 
 // Outbox delivery: the queries are in `backend_outbox.rs`, the worker is `crate::notify`.
 impl Store {

@@ -12,12 +12,37 @@ pub type Db = sqlx::Sqlite;
 /// Appended to reads that lock a row inside a write transaction.
 const ROW_LOCK: &str = "";
 
-include!("backend.rs");
-include!("backend_events.rs");
-include!("backend_outbox.rs");
-include!("backend_metrics.rs");
-include!("backend_console.rs");
-include!("backend_tokens.rs");
+// The queries, written once for both backends (see `backend.rs`): each file is deliberately a
+// module of both backends, compiled once per `Db`.
+#[allow(clippy::duplicate_mod)]
+#[path = "backend.rs"]
+mod backend;
+#[allow(clippy::duplicate_mod)]
+#[path = "backend_console.rs"]
+mod backend_console;
+#[allow(clippy::duplicate_mod)]
+#[path = "backend_deletions.rs"]
+mod backend_deletions;
+#[allow(clippy::duplicate_mod)]
+#[path = "backend_events.rs"]
+mod backend_events;
+#[allow(clippy::duplicate_mod)]
+#[path = "backend_metrics.rs"]
+mod backend_metrics;
+#[allow(clippy::duplicate_mod)]
+#[path = "backend_outbox.rs"]
+mod backend_outbox;
+#[allow(clippy::duplicate_mod)]
+#[path = "backend_tokens.rs"]
+mod backend_tokens;
+
+pub use backend::*;
+pub use backend_console::*;
+pub use backend_deletions::*;
+pub use backend_events::*;
+pub use backend_metrics::*;
+pub use backend_outbox::*;
+pub use backend_tokens::*;
 
 #[derive(Clone)]
 pub struct SqliteStore {

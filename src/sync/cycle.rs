@@ -14,6 +14,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::apply::{self, ApplyReport, Mode};
+use super::deletions;
 use super::plan::{self, Plan, Policy};
 use crate::config::SyncSettings;
 use crate::domain::directory::{OpContext, diff_attributes};
@@ -39,7 +40,8 @@ pub use crate::domain::Trigger;
 pub struct CycleOptions {
     pub trigger: Trigger,
     pub dry_run: bool,
-    /// Apply deletions the threshold would hold (the operator approved them).
+    /// Approve every currently staged deletion that this cycle's read still finds due (not the
+    /// ones this cycle finds for the first time, which the threshold may stage for review).
     pub allow_deletes: bool,
 }
 
@@ -259,7 +261,12 @@ pub fn describe(plan: &Plan, limit: usize) -> Vec<PlannedChange> {
             action: "update",
             user_name: u.desired.user_name.to_string(),
             object_id: Some(u.object_id.to_string()),
-            detail: u.adopted.then(|| "adopted: matched by userName".to_owned()),
+            detail: match (&u.adopted_from, u.adopted) {
+                (Some(from), true) => Some(format!("adopted from {from}: matched by userName")),
+                (Some(from), false) => Some(format!("adopted from {from}: matched by object id")),
+                (None, true) => Some("adopted: matched by userName".to_owned()),
+                (None, false) => None,
+            },
             changes: u.changes.clone(),
         });
     }
@@ -450,6 +457,114 @@ async fn read_observed(reader: &GraphReader) -> Result<crate::entra::graph::Scop
     }
 }
 
+/// What the planner is told: the integration, who manages which users, the users an operator
+/// kept, and — with `allow_deletes` — the staged deletions approved. A real cycle first records
+/// its complete read (see [`deletions::confirm_read`]).
+async fn cycle_policy(
+    env: &SyncEnv,
+    integ: &GraphIntegration,
+    opts: CycleOptions,
+    now: DateTime<Utc>,
+    cycle_id: &str,
+    snapshot: &crate::domain::entra::Snapshot,
+) -> Result<Policy, StoreError> {
+    let mut policy = Policy::new(
+        integ.row.id.clone(),
+        integ.row.name.clone(),
+        integ.settings.mapping.clone(),
+        integ.settings.threshold.clone(),
+    );
+    policy.managers = deletions::managers(&env.store, &integ.row).await?;
+    policy.kept = env
+        .store
+        .rejected_users(&integ.row.id)
+        .await?
+        .into_iter()
+        .collect();
+    let due = if opts.dry_run {
+        let rows = env
+            .store
+            .list_staged(&integ.row.account_id, Some(&integ.row.id))
+            .await?;
+        deletions::still_due(rows, snapshot)
+    } else {
+        deletions::confirm_read(&env.store, &integ.row, cycle_id, now, snapshot).await?
+    };
+    if opts.allow_deletes {
+        policy.approved = due
+            .into_iter()
+            .filter(|r| !r.expired(now))
+            .map(|r| r.user_id)
+            .collect();
+    }
+    Ok(policy)
+}
+
+/// The object ids of the users this integration manages that left the scope because their
+/// Entra account no longer exists (so the deletion review can say "deleted in Entra" rather than
+/// "unassigned"). A lookup that fails only loses that distinction, noted in the report.
+async fn deleted_in_entra(
+    reader: &GraphReader,
+    integ: &GraphIntegration,
+    snapshot: &crate::domain::entra::Snapshot,
+    current: &[UserRecord],
+    report: &mut CycleReport,
+) -> HashSet<crate::domain::EntraObjectId> {
+    let in_scope: HashSet<&str> = snapshot
+        .users()
+        .iter()
+        .map(|u| u.object_id.as_str())
+        .collect();
+    let gone: Vec<&crate::domain::EntraObjectId> = current
+        .iter()
+        .filter(|u| u.managed_by.as_ref() == Some(&integ.row.id))
+        .filter_map(|u| u.attrs.entra_object_id.as_ref())
+        .filter(|o| !in_scope.contains(o.as_str()))
+        .collect();
+    if gone.is_empty() {
+        return HashSet::new();
+    }
+    let ids: Vec<String> = gone.iter().map(|o| o.as_str().to_owned()).collect();
+    match reader.existing_users(&ids).await {
+        Ok(found) => gone
+            .into_iter()
+            .filter(|o| !found.contains(o.as_str()))
+            .cloned()
+            .collect(),
+        Err(e) => {
+            report.notes.push(format!(
+                "could not tell unassigned users from deleted ones ({e}); all are reported as unassigned"
+            ));
+            HashSet::new()
+        }
+    }
+}
+
+/// Records the cycle's staged deletions for review (see [`deletions::restage`]).
+async fn restage(
+    env: &SyncEnv,
+    integ: &GraphIntegration,
+    now: DateTime<Utc>,
+    plan: &Plan,
+    report: &mut CycleReport,
+) {
+    if let Err(e) = deletions::restage(
+        &env.store,
+        &integ.row,
+        &report.cycle_id,
+        now,
+        env.settings.staged_deletion_expiry_days,
+        &plan.staged,
+    )
+    .await
+    {
+        report.fail(
+            "database",
+            format!("recording the staged deletions failed: {e}"),
+        );
+    }
+}
+
 async fn cycle_body(
     env: &SyncEnv,
     integ: &GraphIntegration,
@@ -485,12 +600,14 @@ async fn cycle_body(
         users_in_scope: read.snapshot.len(),
         stored_users: current.len(),
     });
-    let policy = Policy {
-        mapping: integ.settings.mapping.clone(),
-        threshold: integ.settings.threshold.clone(),
-        allow_deletes: opts.allow_deletes,
-        integration: integ.row.name.clone(),
+    let policy = match cycle_policy(env, integ, opts, now, &report.cycle_id, &read.snapshot).await {
+        Ok(p) => p,
+        Err(e) => return report.fail("database", e.to_string()),
     };
+    let mut policy = policy;
+    policy.deleted_in_entra =
+        deleted_in_entra(&reader, integ, &read.snapshot, &current, report).await;
+    report.graph = reader.stats();
     progress::report(|p| {
         p.phase = "planning".to_owned();
         p.users_read = read.snapshot.len() as u64;
@@ -511,7 +628,7 @@ async fn cycle_body(
         p.changes_planned = total as u64;
     });
     report.threshold_hit = plan.threshold_hit.clone();
-    report.notes = plan.notes.clone();
+    report.notes.extend(plan.notes.iter().cloned());
     if let Some(hit) = &plan.threshold_hit {
         tracing::warn!(staged = plan.staged.len(), "{hit}");
     }
@@ -561,6 +678,9 @@ async fn cycle_body(
             ..ApplyReport::default()
         });
         report.outcome = outcome;
+        if !opts.dry_run {
+            restage(env, integ, now, &plan, report).await;
+        }
         return;
     }
     let ctx = OpContext {
@@ -587,6 +707,9 @@ async fn cycle_body(
             });
             report.applied = Some(applied);
             report.outcome = outcome;
+            if mode == Mode::Commit {
+                restage(env, integ, now, &plan, report).await;
+            }
         }
         Err(e) => report.fail(
             "apply_failed",

@@ -11,44 +11,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::domain::entra::{Assignment, EntraUser};
 use crate::domain::text;
 use crate::domain::{DirectoryUser, EntraObjectId, UserId, UserName};
-
-/// How a user came into the application's scope.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Assignment {
-    /// Assigned to the application directly.
-    Direct,
-    /// A member of a group assigned to the application.
-    Group {
-        group_id: EntraObjectId,
-        group_name: Option<String>,
-    },
-}
-
-/// A user as the Graph reader returns it (the `$select`ed attributes; `None` when Graph returned
-/// null or did not return the attribute).
-#[derive(Debug, Clone, PartialEq)]
-pub struct EntraUser {
-    pub object_id: EntraObjectId,
-    pub user_principal_name: Option<String>,
-    pub mail: Option<String>,
-    pub given_name: Option<String>,
-    pub surname: Option<String>,
-    pub display_name: Option<String>,
-    pub mail_nickname: Option<String>,
-    /// `None`: not returned (missing from `$select`); the planner treats it as enabled.
-    pub account_enabled: Option<bool>,
-    /// Why the user is in scope; one entry per direct or group assignment.
-    pub assigned_via: Vec<Assignment>,
-}
-
-impl EntraUser {
-    /// `accountEnabled` is explicitly false. A missing value counts as enabled.
-    pub fn is_disabled(&self) -> bool {
-        self.account_enabled == Some(false)
-    }
-}
 
 /// "assigned directly", "through group Sales", or both, for people.
 pub fn describe_assignments(via: &[Assignment]) -> String {
@@ -146,6 +111,16 @@ pub enum SkipReason {
         attribute: &'static str,
         found: String,
     },
+    /// The essentry user with this object id or userName is managed by another Graph
+    /// integration, which alone syncs (and may delete) it.
+    ManagedElsewhere {
+        user_id: UserId,
+        user_name: String,
+        integration: String,
+    },
+    /// An operator rejected this integration's deletion of the essentry user with this object
+    /// id or userName: the integration leaves it alone.
+    KeptByOperator { user_id: UserId, user_name: String },
 }
 
 impl SkipReason {
@@ -159,6 +134,8 @@ impl SkipReason {
             Self::UserNameTaken { .. } => "user_name_taken",
             Self::DeletionHeld { .. } => "deletion_held",
             Self::ControlCharacters { .. } => "control_characters",
+            Self::ManagedElsewhere { .. } => "managed_elsewhere",
+            Self::KeptByOperator { .. } => "kept_by_operator",
         }
     }
 }
@@ -229,8 +206,23 @@ impl fmt::Display for SkipReason {
             Self::DeletionHeld { user_id, user_name } => write!(
                 f,
                 "userName {user_name:?} is freed only by deprovisioning essentry user {user_id}, \
-                 which the deletion threshold held this cycle; approve the staged deletions with \
-                 --allow-deletes and this user is synced in the same cycle"
+                 which the deletion threshold held this cycle; approve the staged deletion \
+                 (`essentry-sync deletions approve`) and the next cycle syncs this user"
+            ),
+            Self::ManagedElsewhere {
+                user_id,
+                user_name,
+                integration,
+            } => write!(
+                f,
+                "essentry user {user_name:?} ({user_id}) is managed by the Graph integration \
+                 {integration:?}, which alone syncs and deletes it; this integration does not \
+                 adopt it: remove the user from one of the two applications' assignments"
+            ),
+            Self::KeptByOperator { user_id, user_name } => write!(
+                f,
+                "an operator rejected this integration's deletion of essentry user \
+                 {user_name:?} ({user_id}), so this integration leaves it alone"
             ),
             Self::ControlCharacters { attribute, found } => write!(
                 f,

@@ -6,6 +6,8 @@
 //!   action).
 //! - [`schedule`]: when each integration runs (interval or cron, quarantine after failures) and
 //!   the runner inside `serve` (tokio-cron-scheduler).
+//! - [`deletions`]: the deletion review — staged deletions as rows, approved or rejected per
+//!   user, each re-checked against the integration's last complete read.
 //! - [`apply`]: applies a plan through the directory operations in one transaction.
 //! - [`mapping`]: an Entra user (as Graph returns it) → the directory user essentry should hold,
 //!   per the attribute table of the product page.
@@ -15,6 +17,7 @@
 
 pub mod apply;
 pub mod cycle;
+pub mod deletions;
 pub mod mapping;
 pub mod on_demand;
 pub mod plan;

@@ -2,10 +2,19 @@
 //! the users stored in essentry and a [`Policy`] in; the creates, updates and deprovisionings of
 //! the cycle out, with the deletion threshold applied. No I/O and no clock.
 //!
+//! **Ownership.** Every stored user is, for the integration being planned, one of:
+//! - *mine*: managed by this integration. Only these are ever deprovisioned because their object
+//!   id left the scope.
+//! - *adoptable*: unmanaged, or managed by a SCIM integration. A match (by object id, or by
+//!   userName when it remembers no object id) adopts it: the update makes this integration its
+//!   manager, and the provisioning log records the previous one.
+//! - *foreign*: managed by another Graph integration, or kept by an operator who rejected this
+//!   integration's deletion of it. Never matched, updated or deprovisioned; an Entra user that
+//!   would match it is skipped with a reason naming the integration.
+//!
 //! Matching, in this order:
 //! 1. by the Entra object id the stored user remembers (`attrs.entra_object_id`);
-//! 2. by userName (case-insensitive) for stored users that remember no object id: the user is
-//!    *adopted* (the update records the object id).
+//! 2. by userName (case-insensitive) for adoptable stored users that remember no object id.
 //!
 //! A stored user that remembers a *different* object id than the Entra user of its userName is a
 //! different person (e.g. a re-created Entra account) and is never adopted. The new account gets
@@ -14,99 +23,74 @@
 //! one is skipped with [`SkipReason::UserNameTaken`] (or [`SkipReason::DeletionHeld`] when the
 //! deletion threshold holds the deprovisioning that would free it).
 //!
+//! The phases of [`plan`]: `contenders` (who wants which userName, and which managed users left
+//! the scope), `winners` (one Entra user per userName, and what it asks for), `threshold` (the
+//! one place deletions are held), `intents` (the creates and updates, now that it is known which
+//! userNames are freed), then `order`.
+//!
 //! The plan is consistent for an apply that runs, in one transaction: `deprovisions`, then
 //! `updates` in list order (a rename into a userName another rename frees comes after it), then
 //! `creates`.
 
 use std::collections::{HashMap, HashSet};
 
-use serde::{Deserialize, Serialize};
-
-use crate::domain::directory::diff_attributes;
+use crate::domain::directory::{MANAGED_BY, diff_attributes};
+use crate::domain::entra::{EntraUser, Snapshot};
 use crate::domain::{
-    AttributeChange, DeprovisionReason, DirectoryUser, EntraObjectId, UserId, UserName, UserRecord,
+    AttributeChange, DeletionThreshold, DeprovisionReason, DirectoryUser, EntraObjectId,
+    IntegrationId, Manager, UserId, UserName, UserRecord,
 };
 
 use super::mapping::{
-    Assignment, EntraUser, Mapping, SkipReason, desired_user, in_step, mapped_user, user_name_of,
+    Assignment, Mapping, SkipReason, desired_user, in_step, mapped_user, user_name_of,
 };
 
-/// Every Entra user in scope, read completely.
-///
-/// **Invariant: a `Snapshot` only ever holds a complete read.** Construct it only via
-/// [`Snapshot::complete`], which the Graph reader calls after *every* page was read successfully.
-/// A partial read (a failed page, a throttled request given up on, a cancelled cycle) must never
-/// produce a `Snapshot`: the planner reads "absent from the snapshot" as "no longer in scope" and
-/// would deprovision everyone on the missing pages.
+mod order;
+
+/// What the planner is told about the integration and the operator's decisions.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Snapshot {
-    users: Vec<EntraUser>,
-}
-
-impl Snapshot {
-    /// The snapshot of a read that finished. A user listed more than once (assigned directly and
-    /// through groups, or returned on two pages) is kept once, with its assignments merged; the
-    /// first occurrence's attributes win.
-    pub fn complete(users: Vec<EntraUser>) -> Self {
-        let mut index: HashMap<EntraObjectId, usize> = HashMap::with_capacity(users.len());
-        let mut out: Vec<EntraUser> = Vec::with_capacity(users.len());
-        for user in users {
-            if let Some(&i) = index.get(&user.object_id) {
-                let kept = &mut out[i];
-                for a in user.assigned_via {
-                    if !kept.assigned_via.contains(&a) {
-                        kept.assigned_via.push(a);
-                    }
-                }
-            } else {
-                index.insert(user.object_id.clone(), out.len());
-                out.push(user);
-            }
-        }
-        Self { users: out }
-    }
-
-    pub fn users(&self) -> &[EntraUser] {
-        &self.users
-    }
-
-    pub fn len(&self) -> usize {
-        self.users.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
-    }
-}
-
-/// How many deprovisionings one cycle may apply without an operator's approval. A cycle that
-/// would deprovision *more* than either limit is held (`None`: no limit of that kind).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DeletionThreshold {
-    pub max_count: Option<usize>,
-    /// Percent of the currently managed users (stored users that remember an Entra object id).
-    pub max_percent: Option<f64>,
-}
-
-impl Default for DeletionThreshold {
-    fn default() -> Self {
-        Self {
-            max_count: Some(500),
-            max_percent: Some(10.0),
-        }
-    }
-}
-
-/// What the planner is told about the integration.
-#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policy {
     pub mapping: Mapping,
     pub threshold: DeletionThreshold,
-    /// The operator approved: apply staged deletions (the threshold is not checked).
-    pub allow_deletes: bool,
-    /// The integration's name, for the approval command in [`Plan::threshold_hit`].
+    /// The integration being planned.
+    pub integration_id: IntegrationId,
+    /// Its name, for the approval command in [`Plan::threshold_hit`].
     pub integration: String,
+    /// The account's other integrations that may manage users, by id.
+    pub managers: HashMap<IntegrationId, Manager>,
+    /// Users whose staged deletion an operator approved and that are still due: deprovisioned
+    /// without counting against the threshold.
+    pub approved: HashSet<UserId>,
+    /// Users an operator kept from this integration (deletion rejected): left alone.
+    pub kept: HashSet<UserId>,
+    /// Object ids of managed users out of scope that Graph says no longer exist (their
+    /// deprovisioning's reason is `Deleted`).
+    pub deleted_in_entra: HashSet<EntraObjectId>,
+    /// When set, only these stored users may be deprovisioned (on-demand provisioning: the user
+    /// asked for); any other deprovisioning is left out of the plan.
+    pub deletable: Option<HashSet<UserId>>,
+}
+
+impl Policy {
+    /// The policy of a cycle with no operator decisions.
+    pub fn new(
+        integration_id: IntegrationId,
+        integration: impl Into<String>,
+        mapping: Mapping,
+        threshold: DeletionThreshold,
+    ) -> Self {
+        Self {
+            mapping,
+            threshold,
+            integration_id,
+            integration: integration.into(),
+            managers: HashMap::new(),
+            approved: HashSet::new(),
+            kept: HashSet::new(),
+            deleted_in_entra: HashSet::new(),
+            deletable: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +114,9 @@ pub struct PlannedUpdate {
     pub expected_version: i64,
     /// Matched by userName; the object id is not yet remembered (the update records it).
     pub adopted: bool,
+    /// The update takes the user over from its previous manager (`"none"` or `"SCIM
+    /// integration NAME"`); `None` when this integration already manages it.
+    pub adopted_from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -197,6 +184,17 @@ enum Resolve {
     No,
 }
 
+/// What a stored user is to the integration being planned (see the module documentation).
+#[derive(Debug, Clone, PartialEq)]
+enum Claim {
+    Mine,
+    Adoptable,
+    /// Another Graph integration manages it (named).
+    ManagedElsewhere(String),
+    /// An operator kept it from this integration.
+    Kept,
+}
+
 /// The planner's working state over the stored users.
 struct Stored<'a> {
     current: &'a [UserRecord],
@@ -250,7 +248,12 @@ impl<'a> Stored<'a> {
 
     /// Whether userName `key` is free for `claimant` (the stored user being renamed to it, or
     /// `None` for a create) once the deprovisionings and earlier renames ran; `Err` says why not.
-    fn available(&mut self, key: &str, claimant: Option<usize>) -> Result<(), SkipReason> {
+    fn available(
+        &mut self,
+        key: &str,
+        claimant: Option<usize>,
+        claims: &[Claim],
+    ) -> Result<(), SkipReason> {
         let Some(&h) = self.by_name.get(key) else {
             return Ok(());
         };
@@ -258,384 +261,494 @@ impl<'a> Stored<'a> {
             return Ok(());
         }
         let record = &self.current[h];
+        let user_id = record.id.clone();
         let user_name = record.attrs.user_name.as_str().to_owned();
         Err(if self.held[h] {
-            SkipReason::DeletionHeld {
-                user_id: record.id.clone(),
-                user_name,
-            }
+            SkipReason::DeletionHeld { user_id, user_name }
         } else {
-            SkipReason::UserNameTaken {
-                user_id: record.id.clone(),
-                user_name,
-                object_id: record.attrs.entra_object_id.clone(),
+            match &claims[h] {
+                Claim::ManagedElsewhere(integration) => SkipReason::ManagedElsewhere {
+                    user_id,
+                    user_name,
+                    integration: integration.clone(),
+                },
+                Claim::Kept => SkipReason::KeptByOperator { user_id, user_name },
+                Claim::Mine | Claim::Adoptable => SkipReason::UserNameTaken {
+                    user_id,
+                    user_name,
+                    object_id: record.attrs.entra_object_id.clone(),
+                },
             }
         })
     }
 }
 
-/// Plans one cycle. See the module documentation for the matching rules; in short:
-/// - disabled Entra users are never created; a stored user they match is deprovisioned
-///   (`Deactivated`); a missing `accountEnabled` counts as enabled (and is noted);
-/// - a stored user remembering an object id that is not in the snapshot is deprovisioned
-///   (`Unassigned`); stored users without an object id and without a userName match are never
-///   touched;
-/// - two Entra users mapping to one userName: the one matched by object id keeps it (the one
-///   already holding it before one being renamed to it); with no such winner both are skipped;
-/// - an update is planned only when an attribute changes or the object id must be recorded;
-/// - more deprovisionings than the threshold allows (and no `allow_deletes`) moves them all to
-///   `staged`; creates and updates proceed unless they need a userName a staged one holds.
-pub fn plan(snapshot: &Snapshot, current: &[UserRecord], policy: &Policy) -> Plan {
-    let users = snapshot.users();
-    let mapping = &policy.mapping;
-    let mut out = Plan::default();
+/// What each stored user is to this integration.
+fn claims_of(current: &[UserRecord], policy: &Policy) -> Vec<Claim> {
+    current
+        .iter()
+        .map(|r| {
+            if policy.kept.contains(&r.id) {
+                return Claim::Kept;
+            }
+            match &r.managed_by {
+                Some(m) if *m == policy.integration_id => Claim::Mine,
+                Some(m) => match policy.managers.get(m) {
+                    Some(manager) if manager.graph => Claim::ManagedElsewhere(manager.name.clone()),
+                    _ => Claim::Adoptable,
+                },
+                None => Claim::Adoptable,
+            }
+        })
+        .collect()
+}
 
-    let mut by_oid: HashMap<&str, usize> = HashMap::with_capacity(current.len());
-    let mut by_name: HashMap<&str, usize> = HashMap::with_capacity(current.len());
-    for (i, r) in current.iter().enumerate() {
-        if let Some(o) = &r.attrs.entra_object_id {
-            by_oid.entry(o.as_str()).or_insert(i);
-        }
-        by_name.entry(r.attrs.user_name.key()).or_insert(i);
+/// Why an Entra user that is a foreign stored user's is skipped.
+fn foreign_reason(record: &UserRecord, claim: &Claim) -> Option<SkipReason> {
+    let user_id = record.id.clone();
+    let user_name = record.attrs.user_name.as_str().to_owned();
+    match claim {
+        Claim::ManagedElsewhere(integration) => Some(SkipReason::ManagedElsewhere {
+            user_id,
+            user_name,
+            integration: integration.clone(),
+        }),
+        Claim::Kept => Some(SkipReason::KeptByOperator { user_id, user_name }),
+        Claim::Mine | Claim::Adoptable => None,
     }
-    let in_scope: HashSet<&str> = users.iter().map(|e| e.object_id.as_str()).collect();
-    let matched: Vec<Option<usize>> = users
+}
+
+/// The stored user (mine first, then adoptable) each Entra user matches by object id.
+fn match_by_oid(
+    users: &[EntraUser],
+    current: &[UserRecord],
+    claims: &[Claim],
+) -> Vec<Option<usize>> {
+    let mut by_oid: HashMap<&str, usize> = HashMap::with_capacity(current.len());
+    for pass in [Claim::Mine, Claim::Adoptable] {
+        for (i, r) in current.iter().enumerate() {
+            if claims[i] == pass
+                && let Some(o) = &r.attrs.entra_object_id
+            {
+                by_oid.entry(o.as_str()).or_insert(i);
+            }
+        }
+    }
+    users
         .iter()
         .map(|e| by_oid.get(e.object_id.as_str()).copied())
-        .collect();
-    let names: Vec<Result<UserName, SkipReason>> =
-        users.iter().map(|e| user_name_of(e, mapping)).collect();
+        .collect()
+}
 
-    let mut deprovisioned = vec![false; current.len()];
-    let mut deprovisions: Vec<PlannedDeprovision> = Vec::new();
-    let mut deprovision = |s: usize, oid: Option<&EntraObjectId>, reason| {
-        if !std::mem::replace(&mut deprovisioned[s], true) {
-            let r = &current[s];
-            deprovisions.push(PlannedDeprovision {
+/// Each Entra user's userName, or why it is skipped: unmappable, or its object id belongs to a
+/// foreign stored user (another Graph integration's, or one an operator kept).
+fn names_of(
+    users: &[EntraUser],
+    current: &[UserRecord],
+    claims: &[Claim],
+    matched: &[Option<usize>],
+    policy: &Policy,
+) -> Vec<Result<UserName, SkipReason>> {
+    let mut foreign_oid: HashMap<&str, usize> = HashMap::new();
+    for (i, r) in current.iter().enumerate() {
+        if let (Some(_), Some(o)) = (foreign_reason(r, &claims[i]), &r.attrs.entra_object_id) {
+            foreign_oid.entry(o.as_str()).or_insert(i);
+        }
+    }
+    users
+        .iter()
+        .zip(matched)
+        .map(|(e, m)| match (m, foreign_oid.get(e.object_id.as_str())) {
+            (None, Some(&s)) => match foreign_reason(&current[s], &claims[s]) {
+                Some(reason) => Err(reason),
+                None => user_name_of(e, &policy.mapping),
+            },
+            _ => user_name_of(e, &policy.mapping),
+        })
+        .collect()
+}
+
+/// One cycle's planning, phase by phase (see the module documentation).
+struct Planner<'a> {
+    users: &'a [EntraUser],
+    current: &'a [UserRecord],
+    policy: &'a Policy,
+    names: &'a [Result<UserName, SkipReason>],
+    claims: &'a [Claim],
+    matched: &'a [Option<usize>],
+    by_name: HashMap<&'a str, usize>,
+    deprovisioned: Vec<bool>,
+    deprovisions: Vec<PlannedDeprovision>,
+    rename_to: Vec<Option<&'a str>>,
+    /// Users managed by this integration before the cycle (the threshold's base).
+    managed: usize,
+    out: Plan,
+}
+
+impl<'a> Planner<'a> {
+    fn deprovision(&mut self, s: usize, oid: Option<&EntraObjectId>, reason: DeprovisionReason) {
+        let r = &self.current[s];
+        if let Some(only) = &self.policy.deletable
+            && !only.contains(&r.id)
+        {
+            return;
+        }
+        if !std::mem::replace(&mut self.deprovisioned[s], true) {
+            self.deprovisions.push(PlannedDeprovision {
                 user_id: r.id.clone(),
                 user_name: r.attrs.user_name.as_str().to_owned(),
                 object_id: oid.cloned().or_else(|| r.attrs.entra_object_id.clone()),
                 reason,
             });
         }
-    };
-    let skip_of = |j: usize, reason: SkipReason| {
-        let e = &users[j];
-        let user_name = match &names[j] {
+    }
+
+    fn skip(&mut self, j: usize, reason: SkipReason) {
+        let e = &self.users[j];
+        let user_name = match &self.names[j] {
             Ok(n) => Some(n.as_str().to_owned()),
             Err(_) => e.user_principal_name.clone().or_else(|| e.mail.clone()),
         };
-        PlannedSkip {
+        self.out.skips.push(PlannedSkip {
             object_id: e.object_id.clone(),
             user_name,
             reason,
-        }
-    };
-
-    // Who wants which userName. Disabled users only contend for adopting an unlinked stored user
-    // (to deprovision it); they never hold a userName afterwards.
-    let mut contenders: HashMap<&str, Vec<usize>> = HashMap::new();
-    let mut unknown_enabled = 0usize;
-    for (j, e) in users.iter().enumerate() {
-        if e.account_enabled.is_none() {
-            unknown_enabled += 1;
-        }
-        if e.is_disabled() {
-            if let Some(s) = matched[j] {
-                deprovision(s, Some(&e.object_id), DeprovisionReason::Deactivated);
-            } else if let Ok(n) = &names[j]
-                && by_name
-                    .get(n.key())
-                    .is_some_and(|&s| current[s].attrs.entra_object_id.is_none())
-            {
-                contenders.entry(n.key()).or_default().push(j);
-            } else {
-                out.skips.push(skip_of(j, SkipReason::Disabled));
-            }
-            continue;
-        }
-        match &names[j] {
-            Ok(n) => contenders.entry(n.key()).or_default().push(j),
-            Err(reason) => out.skips.push(skip_of(j, reason.clone())),
-        }
-    }
-    for (s, r) in current.iter().enumerate() {
-        if let Some(o) = &r.attrs.entra_object_id
-            && !in_scope.contains(o.as_str())
-        {
-            deprovision(s, None, DeprovisionReason::Unassigned);
-        }
+        });
     }
 
-    // One winner per userName: matched by object id and already holding it, else matched by
-    // object id, else the only one. A tie at the best rank has no winner.
-    let rank = |j: usize, key: &str| match matched[j] {
-        Some(s) if current[s].attrs.user_name.key() == key => 0u8,
-        Some(_) => 1,
-        None => 2,
-    };
-    let mut intents: Vec<Intent> = Vec::new();
-    let mut rename_to: Vec<Option<&str>> = vec![None; current.len()];
-    for (&key, js) in &contenders {
-        let best = js.iter().map(|&j| rank(j, key)).min().unwrap_or(2);
-        let top: Vec<usize> = js
-            .iter()
-            .copied()
-            .filter(|&j| rank(j, key) == best)
-            .collect();
-        let winner = match top.as_slice() {
-            [w] => Some(*w),
-            _ => None,
-        };
-        for &j in js {
-            if Some(j) == winner {
-                continue;
-            }
-            let other = match winner {
-                Some(w) => users[w].object_id.clone(),
-                None => top
-                    .iter()
-                    .filter(|&&t| t != j)
-                    .map(|&t| &users[t].object_id)
-                    .min()
-                    .unwrap_or(&users[j].object_id)
-                    .clone(),
-            };
-            out.skips
-                .push(skip_of(j, SkipReason::DuplicateUserName { other }));
-        }
-        let Some(w) = winner else { continue };
-        let e = &users[w];
-        match (best, matched[w]) {
-            (0, Some(s)) => intents.push(Intent::Keep {
-                entra: w,
-                stored: s,
-            }),
-            (1, Some(s)) => {
-                rename_to[s] = Some(key);
-                intents.push(Intent::Rename {
-                    entra: w,
-                    stored: s,
-                });
-            }
-            _ => match by_name.get(key).copied() {
-                Some(h) if current[h].attrs.entra_object_id.is_none() => {
-                    if e.is_disabled() {
-                        deprovision(h, Some(&e.object_id), DeprovisionReason::Deactivated);
-                    } else {
-                        intents.push(Intent::Keep {
-                            entra: w,
-                            stored: h,
-                        });
-                    }
+    /// The stored user holding `key` when it is this integration's or adoptable and remembers
+    /// no object id.
+    fn adoptable_by_name(&self, key: &str) -> Option<usize> {
+        self.by_name.get(key).copied().filter(|&s| {
+            matches!(self.claims[s], Claim::Mine | Claim::Adoptable)
+                && self.current[s].attrs.entra_object_id.is_none()
+        })
+    }
+
+    /// Phase 1: who wants which userName, and which managed users left the scope. Disabled
+    /// users only contend for adopting an unlinked stored user (to deprovision it); they never
+    /// hold a userName afterwards.
+    fn contenders(&mut self) -> HashMap<&'a str, Vec<usize>> {
+        let (users, names) = (self.users, self.names);
+        let mut contenders: HashMap<&'a str, Vec<usize>> = HashMap::new();
+        for (j, e) in users.iter().enumerate() {
+            let name = names[j].as_ref().map(UserName::key);
+            if e.is_disabled() {
+                if let Some(s) = self.matched[j] {
+                    self.deprovision(s, Some(&e.object_id), DeprovisionReason::Deactivated);
+                } else if let Ok(key) = name
+                    && self.adoptable_by_name(key).is_some()
+                {
+                    contenders.entry(key).or_default().push(j);
+                } else if let Err(
+                    reason @ (SkipReason::ManagedElsewhere { .. }
+                    | SkipReason::KeptByOperator { .. }),
+                ) = name
+                {
+                    self.skip(j, reason.clone());
+                } else {
+                    self.skip(j, SkipReason::Disabled);
                 }
-                _ if e.is_disabled() => out.skips.push(skip_of(w, SkipReason::Disabled)),
-                holder => intents.push(Intent::Create { entra: w, holder }),
-            },
-        }
-    }
-
-    // The deletion threshold.
-    let managed = current
-        .iter()
-        .filter(|r| r.attrs.entra_object_id.is_some())
-        .count();
-    let held = if policy.allow_deletes {
-        None
-    } else {
-        threshold_message(deprovisions.len(), managed, policy)
-    };
-    let mut stored = Stored {
-        current,
-        by_name,
-        gone: deprovisioned,
-        held: vec![false; current.len()],
-        rename_to,
-        resolved: vec![Resolve::Unknown; current.len()],
-    };
-    if held.is_some() {
-        stored.held = std::mem::take(&mut stored.gone);
-        stored.gone = vec![false; current.len()];
-        out.staged = deprovisions;
-    } else {
-        out.deprovisions = deprovisions;
-    }
-    out.threshold_hit = held;
-
-    // Creates and updates, now that it is known which userNames are freed.
-    let mut update_of: HashMap<usize, usize> = HashMap::new();
-    for intent in intents {
-        let (j, s, check) = match intent {
-            Intent::Keep { entra, stored: s } => (entra, Some(s), None),
-            Intent::Rename { entra, stored: s } => (entra, Some(s), stored.rename_to[s]),
-            Intent::Create { entra, holder } => (entra, None, holder.map(|h| stored.key(h))),
-        };
-        if let Some(key) = check
-            && let Err(reason) = stored.available(key, s)
-        {
-            out.skips.push(skip_of(j, reason));
-            continue;
-        }
-        let e = &users[j];
-        if let (Some(s), Ok(name)) = (s, &names[j]) {
-            let attrs = &current[s].attrs;
-            if attrs.entra_object_id.is_some() && in_step(e, name, attrs) {
-                out.unchanged += 1;
                 continue;
             }
-        }
-        // A new user's resource is built when it is created (`overlay` on an empty map), so an
-        // initial cycle of a large tenant does not hold every resource at once.
-        let desired = match s {
-            Some(s) => desired_user(e, mapping, Some(&current[s].attrs.resource)),
-            None => mapped_user(e, mapping),
-        };
-        let desired = match desired {
-            Ok(d) => d,
-            Err(reason) => {
-                out.skips.push(skip_of(j, reason));
-                continue;
+            match name {
+                Ok(key) => contenders.entry(key).or_default().push(j),
+                Err(reason) => self.skip(j, reason.clone()),
             }
+        }
+        let in_scope: HashSet<&str> = users.iter().map(|e| e.object_id.as_str()).collect();
+        for (s, r) in self.current.iter().enumerate() {
+            if self.claims[s] == Claim::Mine
+                && let Some(o) = &r.attrs.entra_object_id
+                && !in_scope.contains(o.as_str())
+            {
+                let reason = if self.policy.deleted_in_entra.contains(o) {
+                    DeprovisionReason::Deleted
+                } else {
+                    DeprovisionReason::Unassigned
+                };
+                self.deprovision(s, None, reason);
+            }
+        }
+        contenders
+    }
+
+    /// Phase 2: one winner per userName — matched by object id and already holding it, else
+    /// matched by object id, else the only one; a tie at the best rank has no winner — and what
+    /// each winner asks for. A userName held by a foreign stored user is not adopted.
+    fn winners(&mut self, contenders: HashMap<&'a str, Vec<usize>>) -> Vec<Intent> {
+        let (users, current, matched) = (self.users, self.current, self.matched);
+        let rank = |j: usize, key: &str| match matched[j] {
+            Some(s) if current[s].attrs.user_name.key() == key => 0u8,
+            Some(_) => 1,
+            None => 2,
         };
-        match s {
-            Some(s) => {
-                let record = &current[s];
-                let changes = diff_attributes(Some(&record.attrs), &desired);
-                let adopted = record.attrs.entra_object_id.is_none();
-                if changes.is_empty() && !adopted {
-                    out.unchanged += 1;
+        let mut intents: Vec<Intent> = Vec::new();
+        for (key, js) in contenders {
+            let best = js.iter().map(|&j| rank(j, key)).min().unwrap_or(2);
+            let top: Vec<usize> = js
+                .iter()
+                .copied()
+                .filter(|&j| rank(j, key) == best)
+                .collect();
+            let winner = match top.as_slice() {
+                [w] => Some(*w),
+                _ => None,
+            };
+            for &j in &js {
+                if Some(j) == winner {
                     continue;
                 }
-                update_of.insert(s, out.updates.len());
-                out.updates.push(PlannedUpdate {
-                    user_id: record.id.clone(),
-                    object_id: e.object_id.clone(),
-                    desired,
-                    changes,
-                    expected_version: record.version,
-                    adopted,
-                });
+                let other = match winner {
+                    Some(w) => users[w].object_id.clone(),
+                    None => top
+                        .iter()
+                        .filter(|&&t| t != j)
+                        .map(|&t| &users[t].object_id)
+                        .min()
+                        .unwrap_or(&users[j].object_id)
+                        .clone(),
+                };
+                self.skip(j, SkipReason::DuplicateUserName { other });
             }
-            None => out.creates.push(PlannedCreate {
-                object_id: e.object_id.clone(),
-                desired,
-                assigned_via: e.assigned_via.clone(),
-            }),
+            let Some(w) = winner else { continue };
+            let e = &users[w];
+            match (best, matched[w]) {
+                (0, Some(s)) => intents.push(Intent::Keep {
+                    entra: w,
+                    stored: s,
+                }),
+                (1, Some(s)) => {
+                    self.rename_to[s] = Some(key);
+                    intents.push(Intent::Rename {
+                        entra: w,
+                        stored: s,
+                    });
+                }
+                _ => match self.adoptable_by_name(key) {
+                    Some(h) if e.is_disabled() => {
+                        self.deprovision(h, Some(&e.object_id), DeprovisionReason::Deactivated)
+                    }
+                    Some(h) => intents.push(Intent::Keep {
+                        entra: w,
+                        stored: h,
+                    }),
+                    None if e.is_disabled() => self.skip(w, SkipReason::Disabled),
+                    None => intents.push(Intent::Create {
+                        entra: w,
+                        holder: self.by_name.get(key).copied(),
+                    }),
+                },
+            }
         }
+        intents
     }
 
-    if unknown_enabled > 0 {
-        out.notes.push(format!(
-            "Graph returned no accountEnabled for {unknown_enabled} user(s); they were treated as \
-             enabled (the reader should $select accountEnabled)"
-        ));
+    /// Phase 3, the deletion threshold (the only place deletions are held). Deprovisionings an
+    /// operator approved go ahead; the others are held — all of them, staged for review — when
+    /// they are more than the threshold allows over [`DeletionThreshold::base`].
+    fn threshold(&mut self) -> Stored<'a> {
+        let n = self.current.len();
+        let (approved, rest): (Vec<PlannedDeprovision>, Vec<PlannedDeprovision>) =
+            std::mem::take(&mut self.deprovisions)
+                .into_iter()
+                .partition(|d| self.policy.approved.contains(&d.user_id));
+        let base = DeletionThreshold::base(self.managed, self.users.len());
+        let over = self.policy.threshold.exceeded(rest.len(), base);
+        let mut stored = Stored {
+            current: self.current,
+            by_name: std::mem::take(&mut self.by_name),
+            gone: std::mem::take(&mut self.deprovisioned),
+            held: vec![false; n],
+            rename_to: std::mem::take(&mut self.rename_to),
+            resolved: vec![Resolve::Unknown; n],
+        };
+        if over.is_empty() {
+            self.out.deprovisions = approved;
+            self.out.deprovisions.extend(rest);
+            return stored;
+        }
+        let index: HashMap<&UserId, usize> = self
+            .current
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (&r.id, i))
+            .collect();
+        for d in &rest {
+            if let Some(&s) = index.get(&d.user_id) {
+                stored.gone[s] = false;
+                stored.held[s] = true;
+            }
+        }
+        self.out.threshold_hit = Some(threshold_message(rest.len(), &over, self.policy));
+        self.out.deprovisions = approved;
+        self.out.staged = rest;
+        stored
     }
-    order(&mut out, &stored, &update_of);
+
+    /// Phase 4: the creates and updates, now that it is known which userNames are freed.
+    /// Returns, for each planned update, the stored user it updates.
+    fn intents(&mut self, intents: Vec<Intent>, stored: &mut Stored<'a>) -> HashMap<usize, usize> {
+        let (users, current, policy) = (self.users, self.current, self.policy);
+        let mut update_of: HashMap<usize, usize> = HashMap::new();
+        for intent in intents {
+            let (j, s, check) = match intent {
+                Intent::Keep { entra, stored: s } => (entra, Some(s), None),
+                Intent::Rename { entra, stored: s } => (entra, Some(s), stored.rename_to[s]),
+                Intent::Create { entra, holder } => (entra, None, holder.map(|h| stored.key(h))),
+            };
+            if let Some(key) = check
+                && let Err(reason) = stored.available(key, s, self.claims)
+            {
+                self.skip(j, reason);
+                continue;
+            }
+            let e = &users[j];
+            let mine = |s: usize| self.claims[s] == Claim::Mine;
+            if let (Some(s), Ok(name)) = (s, &self.names[j]) {
+                let attrs = &current[s].attrs;
+                if mine(s) && attrs.entra_object_id.is_some() && in_step(e, name, attrs) {
+                    self.out.unchanged += 1;
+                    continue;
+                }
+            }
+            // A new user's resource is built when it is created (`overlay` on an empty map), so
+            // an initial cycle of a large tenant does not hold every resource at once.
+            let desired = match s {
+                Some(s) => desired_user(e, &policy.mapping, Some(&current[s].attrs.resource)),
+                None => mapped_user(e, &policy.mapping),
+            };
+            let desired = match desired {
+                Ok(d) => d,
+                Err(reason) => {
+                    self.skip(j, reason);
+                    continue;
+                }
+            };
+            let Some(s) = s else {
+                self.out.creates.push(PlannedCreate {
+                    object_id: e.object_id.clone(),
+                    desired,
+                    assigned_via: e.assigned_via.clone(),
+                });
+                continue;
+            };
+            let record = &current[s];
+            let mut changes = diff_attributes(Some(&record.attrs), &desired);
+            let adopted = record.attrs.entra_object_id.is_none();
+            let adopted_from = (!mine(s)).then(|| self.manager_of(record));
+            if changes.is_empty() && !adopted && adopted_from.is_none() {
+                self.out.unchanged += 1;
+                continue;
+            }
+            if let Some(from) = &adopted_from {
+                changes.push(AttributeChange {
+                    attribute: MANAGED_BY.to_owned(),
+                    old: Some(from.clone().into()),
+                    new: Some(format!("{} (graph)", policy.integration).into()),
+                });
+            }
+            update_of.insert(s, self.out.updates.len());
+            self.out.updates.push(PlannedUpdate {
+                user_id: record.id.clone(),
+                object_id: e.object_id.clone(),
+                desired,
+                changes,
+                expected_version: record.version,
+                adopted,
+                adopted_from,
+            });
+        }
+        update_of
+    }
+
+    /// The previous manager of an adoptable user, for people.
+    fn manager_of(&self, record: &UserRecord) -> String {
+        match record
+            .managed_by
+            .as_ref()
+            .and_then(|m| self.policy.managers.get(m))
+        {
+            Some(m) => format!("{} (scim)", m.name),
+            None => "none".to_owned(),
+        }
+    }
+}
+
+fn unknown_enabled_note(users: &[EntraUser]) -> Option<String> {
+    let unknown = users.iter().filter(|e| e.account_enabled.is_none()).count();
+    (unknown > 0).then(|| {
+        format!(
+            "Graph returned no accountEnabled for {unknown} user(s); they were treated as \
+             enabled (the reader should $select accountEnabled)"
+        )
+    })
+}
+
+/// Plans one cycle. See the module documentation for the ownership and matching rules; in
+/// short:
+/// - disabled Entra users are never created; a stored user they match is deprovisioned
+///   (`Deactivated`); a missing `accountEnabled` counts as enabled (and is noted);
+/// - a stored user this integration manages whose object id is not in the snapshot is
+///   deprovisioned (`Unassigned`, or `Deleted` when Graph says the account is gone); no other
+///   stored user is ever deprovisioned for leaving the scope;
+/// - two Entra users mapping to one userName: the one matched by object id keeps it (the one
+///   already holding it before one being renamed to it); with no such winner both are skipped;
+/// - an update is planned only when an attribute changes, the object id must be recorded or the
+///   user is adopted from another manager;
+/// - more deprovisionings than the threshold allows (not counting approved ones) moves them all
+///   to `staged`; creates and updates proceed unless they need a userName a staged one holds.
+pub fn plan(snapshot: &Snapshot, current: &[UserRecord], policy: &Policy) -> Plan {
+    let users = snapshot.users();
+    let claims = claims_of(current, policy);
+    let matched = match_by_oid(users, current, &claims);
+    let names = names_of(users, current, &claims, &matched, policy);
+    let mut by_name: HashMap<&str, usize> = HashMap::with_capacity(current.len());
+    for (i, r) in current.iter().enumerate() {
+        by_name.entry(r.attrs.user_name.key()).or_insert(i);
+    }
+    let mut planner = Planner {
+        users,
+        current,
+        policy,
+        names: &names,
+        claims: &claims,
+        matched: &matched,
+        by_name,
+        deprovisioned: vec![false; current.len()],
+        deprovisions: Vec::new(),
+        rename_to: vec![None; current.len()],
+        managed: claims.iter().filter(|c| **c == Claim::Mine).count(),
+        out: Plan::default(),
+    };
+    planner.out.notes.extend(unknown_enabled_note(users));
+    let contenders = planner.contenders();
+    let intents = planner.winners(contenders);
+    let mut stored = planner.threshold();
+    let update_of = planner.intents(intents, &mut stored);
+    let mut out = planner.out;
+    order::order(&mut out, &stored, &update_of);
     out
 }
 
-/// Why the deprovisionings are held, or `None` when they may proceed.
-fn threshold_message(n: usize, managed: usize, policy: &Policy) -> Option<String> {
-    if n == 0 {
-        return None;
-    }
-    let t = &policy.threshold;
-    let mut over = Vec::new();
-    if let Some(max) = t.max_count
-        && n > max
-    {
-        over.push(format!("more than the limit of {max} users"));
-    }
-    if let Some(max) = t.max_percent
-        && (n as f64) > max * managed as f64 / 100.0
-    {
-        let share = if managed == 0 {
-            "all".to_owned()
-        } else {
-            format!("{:.1}%", n as f64 * 100.0 / managed as f64)
-        };
-        over.push(format!(
-            "{share} of the {managed} users managed by this integration, more than the limit of \
-             {max}%"
-        ));
-    }
-    if over.is_empty() {
-        return None;
-    }
+/// Why the deprovisionings are held, with the numbers and the commands that review them.
+fn threshold_message(n: usize, over: &[String], policy: &Policy) -> String {
     let name = if policy.integration.is_empty() {
         "NAME"
     } else {
         policy.integration.as_str()
     };
-    Some(format!(
+    format!(
         "deletion threshold reached: this cycle would deprovision {n} user(s), {}; none was \
-         deprovisioned, all {n} are staged (creates and updates are not held). Review the staged \
-         users, then approve with `essentry-sync sync --integration {name} --allow-deletes`",
+         deprovisioned, all {n} are staged (creates and updates are not held). Review them with \
+         `essentry-sync deletions list --integration {name}`, then approve with `essentry-sync \
+         deletions approve --integration {name} --all` (or --user USERNAME ..., or `essentry-sync \
+         sync --integration {name} --allow-deletes`) or keep a user with `deletions reject`",
         over.join(" and ")
-    ))
-}
-
-/// Sorts every list by userName; then moves each rename after the rename that frees its target.
-fn order(out: &mut Plan, stored: &Stored<'_>, update_of: &HashMap<usize, usize>) {
-    fn fold(s: &str) -> String {
-        s.to_lowercase()
-    }
-    out.creates.sort_by(|a, b| {
-        (a.desired.user_name.key(), &a.object_id).cmp(&(b.desired.user_name.key(), &b.object_id))
-    });
-    let by_name = |a: &PlannedDeprovision, b: &PlannedDeprovision| {
-        (fold(&a.user_name), &a.user_id).cmp(&(fold(&b.user_name), &b.user_id))
-    };
-    out.deprovisions.sort_by(by_name);
-    out.staged.sort_by(by_name);
-    out.skips.sort_by(|a, b| {
-        let key = |s: &PlannedSkip| (s.user_name.as_deref().map(fold), s.object_id.clone());
-        key(a).cmp(&key(b))
-    });
-
-    // Stored user index of each update, before sorting.
-    let mut stored_of: Vec<usize> = vec![0; out.updates.len()];
-    for (&s, &u) in update_of {
-        stored_of[u] = s;
-    }
-    let mut idx: Vec<usize> = (0..out.updates.len()).collect();
-    idx.sort_by(|&a, &b| {
-        let (ua, ub) = (&out.updates[a], &out.updates[b]);
-        (ua.desired.user_name.key(), &ua.user_id).cmp(&(ub.desired.user_name.key(), &ub.user_id))
-    });
-    // The update that must run before update `u`: the one renaming away the holder of u's target.
-    let before = |u: usize| -> Option<usize> {
-        let s = stored_of[u];
-        let target = out.updates[u].desired.user_name.key();
-        if target == stored.key(s) {
-            return None;
-        }
-        let h = *stored.by_name.get(target)?;
-        (h != s).then(|| update_of.get(&h).copied()).flatten()
-    };
-    let mut emitted = vec![false; out.updates.len()];
-    let mut sequence = Vec::with_capacity(out.updates.len());
-    for &u in &idx {
-        // Walk back to the first rename of the chain not yet emitted; `emitted` doubles as the
-        // guard against a cycle (the planner never produces one).
-        let mut chain = Vec::new();
-        let mut cur = Some(u);
-        while let Some(c) = cur.filter(|&c| !emitted[c]) {
-            emitted[c] = true;
-            chain.push(c);
-            cur = before(c);
-        }
-        sequence.extend(chain.into_iter().rev());
-    }
-    let mut slots: Vec<Option<PlannedUpdate>> = std::mem::take(&mut out.updates)
-        .into_iter()
-        .map(Some)
-        .collect();
-    out.updates = sequence
-        .into_iter()
-        .filter_map(|u| slots[u].take())
-        .collect();
+    )
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ownership;

@@ -165,6 +165,8 @@ pub struct IntegrationStatus {
     pub last_on_demand: Option<CycleRow>,
     pub next_run: Option<NextRun>,
     pub running: bool,
+    /// Deletions staged for review (`essentry-sync deletions list`).
+    pub staged_deletions: usize,
     pub error: Option<String>,
 }
 
@@ -251,6 +253,12 @@ impl Runner {
                 .cloned(),
             next_run: None,
             running: self.is_running(row.id.as_str()),
+            staged_deletions: self
+                .env
+                .store
+                .list_staged(&row.account_id, Some(&row.id))
+                .await?
+                .len(),
             error: None,
         };
         match serde_json::from_value::<GraphSettings>(row.settings.clone())

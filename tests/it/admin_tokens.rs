@@ -212,6 +212,25 @@ backend_test! {
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
         assert!(body["message"].as_str().is_some_and(|m| m.contains("acme")), "{body}");
+        // The deletion review is scoped the same way: another account's staged deletions can be
+        // neither listed nor approved nor rejected.
+        let (status, body) = app
+            .call(&scoped, "/deletions?account=default&integration=Pull", None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let (status, body) = app
+            .call(&scoped, "/deletions?account=default", None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        for (path, payload) in [
+            ("/integrations/Pull/deletions/approve", json!({"all": true, "account": "default"})),
+            ("/integrations/Pull/deletions/reject", json!({"user": "a@b.example", "account": "default"})),
+        ] {
+            let (status, body) = app.call(&scoped, path, Some(payload)).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        }
+        let (status, body) = app.call(&global, "/deletions?account=default", None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
         app.finish().await;
     }
 }

@@ -291,6 +291,26 @@ impl TestApp {
         &self.state.store
     }
 
+    /// The `DATABASE_URL` that points the `essentry-sync` binary at this app's store.
+    pub fn database_url(&self) -> String {
+        match (&self.backend, &self.schema) {
+            (Backend::Postgres, Some(schema)) => {
+                let base = postgres_url();
+                let sep = if base.contains('?') { '&' } else { '?' };
+                format!("{base}{sep}options=-c%20search_path%3D{schema}")
+            }
+            _ => format!(
+                "sqlite://{}",
+                self._dir.path().join("essentry.db").display()
+            ),
+        }
+    }
+
+    /// The app's temporary directory (the SQLite file and the secrets key live there).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
         self.request_with(method, path, body, |r| r).await
     }

@@ -3,10 +3,13 @@
 //! deprovisioned with the same side effects as a SCIM deactivation.
 
 use essentry_sync::domain::directory::OpContext;
-use essentry_sync::domain::{EntraObjectId, Source};
+use essentry_sync::domain::entra::Snapshot;
+use essentry_sync::domain::entra::{Assignment, EntraUser};
+use essentry_sync::domain::{AccountId, EntraObjectId, Source};
+use essentry_sync::domain::{DeletionThreshold, IntegrationId};
+use essentry_sync::store::IntegrationRow;
 use essentry_sync::sync::apply::{Mode, apply};
-use essentry_sync::sync::mapping::{Assignment, EntraUser};
-use essentry_sync::sync::plan::{Policy, Snapshot, plan};
+use essentry_sync::sync::plan::{Policy, plan};
 
 use crate::support::TestApp;
 
@@ -24,24 +27,49 @@ fn entra(id: &str, upn: &str, given: &str) -> EntraUser {
     }
 }
 
+/// A Graph integration row of the account (the users it creates are managed by it).
+async fn graph_integration(app: &TestApp, account: &AccountId) -> IntegrationId {
+    let row = IntegrationRow {
+        id: IntegrationId::generate(),
+        account_id: account.clone(),
+        account_name: "default".to_owned(),
+        name: "graph".to_owned(),
+        kind: essentry_sync::domain::IntegrationKind::Graph,
+        token_hash: None,
+        token_hint: None,
+        secret_sealed: None,
+        settings: serde_json::json!({}),
+        created_at: crate::support::t0(),
+    };
+    let mut tx = app.store().begin().await.unwrap();
+    tx.insert_integration(&row).await.unwrap();
+    tx.commit().await.unwrap();
+    row.id
+}
+
 const ANN: &str = "0b6a3f39-1f5e-4f0e-9a51-6f0c9f2d3a01";
 const BOB: &str = "0b6a3f39-1f5e-4f0e-9a51-6f0c9f2d3a02";
 
 backend_test! {
     async fn a_planned_cycle_applies_once_and_then_is_a_noop(backend) {
         let app = TestApp::spawn(backend).await;
+        let integration = graph_integration(&app, &app.account).await;
         let ctx = OpContext {
             account: app.account.clone(),
             source: Source::Graph,
-            integration_id: None,
+            integration_id: Some(integration.clone()),
             cycle_id: Some("cycle-1".to_owned()),
             now: crate::support::t0(),
         };
-        let policy = Policy {
-            allow_deletes: true,
-            integration: "graph".to_owned(),
-            ..Policy::default()
-        };
+        let policy = Policy::new(
+            integration,
+            "graph",
+            Default::default(),
+            DeletionThreshold {
+                max_count: None,
+                max_percent: None,
+            },
+        );
         let current = app
             .store()
             .list_users(&app.account, None, 0, 1000, false)

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use essentry_sync::domain::DeletionThreshold;
 use essentry_sync::domain::{AppointmentStatus, Clock, Source};
 use essentry_sync::store::LogRow;
 use essentry_sync::sync::cycle::{CycleReport, Outcome, PlannedChange};
 use essentry_sync::sync::mapping::UserNameSource;
 use essentry_sync::sync::on_demand::{OnDemandReport, StepStatus};
-use essentry_sync::sync::plan::DeletionThreshold;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -995,7 +995,7 @@ backend_test! {
         let update = change(&r, "update", ADELE);
         assert_eq!(
             update.detail.as_deref(),
-            Some("adopted: matched by userName")
+            Some("adopted from EntraID (scim): matched by userName")
         );
         assert!(changes(&r, "create").iter().all(|c| c.user_name != ADELE));
 
@@ -1021,6 +1021,15 @@ backend_test! {
         assert_eq!(updates.len(), 1);
         assert_eq!(updates[0].source_object_id.as_deref(), Some(oid.as_str()));
         assert_eq!(updates[0].user_id.as_deref(), Some(scim_id.as_str()));
+        // The adoption is logged with the previous manager.
+        let owner = updates[0]
+            .modified
+            .as_array()
+            .and_then(|m| m.iter().find(|c| c["attribute"] == "managedBy"))
+            .cloned()
+            .expect("managedBy change logged");
+        assert_eq!(owner["old"], "EntraID (scim)");
+        assert_eq!(owner["new"], format!("{INTEGRATION} (graph)"));
 
         // Over SCIM it is the same resource.
         let reply = w.app.get(&format!("/Users/{scim_id}")).await;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use essentry_sync::config::SyncSettings;
+use essentry_sync::domain::DeletionThreshold;
 use essentry_sync::domain::{Clock, UserName, UserRecord};
 use essentry_sync::entra::simulator::{
     SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET, SAMPLE_SERVICE_PRINCIPAL_ID, SAMPLE_TENANT_ID,
@@ -18,7 +19,6 @@ use essentry_sync::secrets::{Secret, SecretKey};
 use essentry_sync::store::{CycleRow, LogQuery, LogRow};
 use essentry_sync::sync::cycle::{CycleOptions, CycleReport, SyncEnv, Trigger, run_cycle};
 use essentry_sync::sync::on_demand::{OnDemandReport, provision_user};
-use essentry_sync::sync::plan::DeletionThreshold;
 
 use crate::support::{Backend, TestApp};
 

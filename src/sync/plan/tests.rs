@@ -11,11 +11,11 @@ use crate::domain::directory::diff_attributes;
 use crate::domain::{AccountId, Source};
 use crate::sync::mapping::UserNameSource;
 
-fn oid(n: u32) -> EntraObjectId {
+pub(super) fn oid(n: u32) -> EntraObjectId {
     EntraObjectId::from_trusted(format!("00000000-0000-0000-0000-{n:012}"))
 }
 
-fn entra(n: u32, upn: &str) -> EntraUser {
+pub(super) fn entra(n: u32, upn: &str) -> EntraUser {
     let local = upn.split('@').next().unwrap_or(upn);
     EntraUser {
         object_id: oid(n),
@@ -30,19 +30,25 @@ fn entra(n: u32, upn: &str) -> EntraUser {
     }
 }
 
-fn disabled(e: EntraUser) -> EntraUser {
+pub(super) fn disabled(e: EntraUser) -> EntraUser {
     EntraUser {
         account_enabled: Some(false),
         ..e
     }
 }
 
-fn record(attrs: DirectoryUser) -> UserRecord {
+/// The integration the tests plan for.
+pub(super) fn integration_id() -> IntegrationId {
+    IntegrationId::from_trusted("10000000-0000-0000-0000-000000000001".into())
+}
+
+pub(super) fn record(attrs: DirectoryUser) -> UserRecord {
     UserRecord {
         id: UserId::generate(),
         account_id: AccountId::from_trusted("a0000000-0000-0000-0000-000000000000".into()),
         attrs,
         source: Source::Graph,
+        managed_by: Some(integration_id()),
         version: 1,
         created_at: DateTime::<Utc>::UNIX_EPOCH,
         updated_at: DateTime::<Utc>::UNIX_EPOCH,
@@ -50,12 +56,12 @@ fn record(attrs: DirectoryUser) -> UserRecord {
 }
 
 /// A stored user already in step with `e` (as a previous cycle left it).
-fn synced(e: &EntraUser) -> UserRecord {
+pub(super) fn synced(e: &EntraUser) -> UserRecord {
     record(desired_user(e, &Mapping::default(), None).unwrap())
 }
 
 /// A stored user that remembers no object id (created by hand or pushed over SCIM).
-fn unlinked(user_name: &str) -> UserRecord {
+pub(super) fn unlinked(user_name: &str) -> UserRecord {
     let resource = json!({
         "userName": user_name,
         "active": true,
@@ -64,7 +70,7 @@ fn unlinked(user_name: &str) -> UserRecord {
     let Value::Object(resource) = resource else {
         unreachable!()
     };
-    record(DirectoryUser {
+    let mut r = record(DirectoryUser {
         user_name: UserName::parse(user_name).unwrap(),
         given_name: None,
         family_name: None,
@@ -73,13 +79,32 @@ fn unlinked(user_name: &str) -> UserRecord {
         active: true,
         entra_object_id: None,
         resource,
-    })
+    });
+    r.managed_by = None;
+    r
 }
 
-fn policy() -> Policy {
+pub(super) fn policy() -> Policy {
+    Policy::new(
+        integration_id(),
+        "hr",
+        Mapping::default(),
+        DeletionThreshold::default(),
+    )
+}
+
+pub(super) fn no_threshold() -> DeletionThreshold {
+    DeletionThreshold {
+        max_count: None,
+        max_percent: None,
+    }
+}
+
+/// Every stored user's deletion approved by an operator.
+pub(super) fn approve_all(pol: Policy, stored: &[UserRecord]) -> Policy {
     Policy {
-        integration: "hr".into(),
-        ..Policy::default()
+        approved: stored.iter().map(|r| r.id.clone()).collect(),
+        ..pol
     }
 }
 
@@ -87,11 +112,11 @@ fn run(users: Vec<EntraUser>, current: &[UserRecord]) -> Plan {
     plan(&Snapshot::complete(users), current, &policy())
 }
 
-/// With deletions approved: in a directory this small any deprovisioning is over 10% of the
-/// managed users, which the default threshold holds (tested on its own below).
+/// With no threshold: in a directory this small any deprovisioning is over 10% of the managed
+/// users, which the default threshold holds (tested on its own below).
 fn run_approved(users: Vec<EntraUser>, current: &[UserRecord]) -> Plan {
     let approved = Policy {
-        allow_deletes: true,
+        threshold: no_threshold(),
         ..policy()
     };
     plan(&Snapshot::complete(users), current, &approved)
@@ -123,6 +148,7 @@ fn apply(plan: &Plan, current: &[UserRecord]) -> Vec<UserRecord> {
             names.insert(new.to_owned(), u.user_id.clone());
         }
         rec.attrs = u.desired.clone();
+        rec.managed_by = Some(integration_id());
         rec.version += 1;
     }
     for c in &plan.creates {
@@ -360,7 +386,7 @@ fn linked_users_out_of_scope_are_unassigned_and_unlinked_ones_untouched() {
         &Snapshot::complete(vec![kept]),
         &stored,
         &Policy {
-            allow_deletes: true,
+            threshold: no_threshold(),
             ..policy()
         },
     );
@@ -525,10 +551,7 @@ fn recreated_account_waits_for_a_held_deletion() {
             user_name: "ann@contoso.com".into(),
         }
     );
-    let approved = Policy {
-        allow_deletes: true,
-        ..pol
-    };
+    let approved = approve_all(pol, &stored);
     let p = plan(&Snapshot::complete(vec![new]), &stored, &approved);
     assert_eq!((p.deprovisions.len(), p.creates.len()), (1, 1));
     apply(&p, &stored);
@@ -605,7 +628,7 @@ fn rename_into_an_unlinked_users_name_is_skipped() {
 
 // --- The deletion threshold.
 
-fn managed(n: u32) -> (Vec<EntraUser>, Vec<UserRecord>) {
+pub(super) fn managed(n: u32) -> (Vec<EntraUser>, Vec<UserRecord>) {
     let users: Vec<EntraUser> = (1..=n)
         .map(|i| entra(i, &format!("u{i}@contoso.com")))
         .collect();
@@ -633,7 +656,7 @@ fn threshold_by_count_stages_every_deprovision_but_not_creates() {
     assert!(why.contains("deprovision 3 user(s)"), "{why}");
     assert!(why.contains("limit of 2"), "{why}");
     assert!(
-        why.contains("essentry-sync sync --integration hr --allow-deletes"),
+        why.contains("essentry-sync deletions approve --integration hr --all"),
         "{why}"
     );
     let names: Vec<&str> = p.staged.iter().map(|d| d.user_name.as_str()).collect();
@@ -655,10 +678,7 @@ fn threshold_by_count_stages_every_deprovision_but_not_creates() {
     assert!(p.threshold_hit.is_none());
 
     // The operator approved.
-    let approved = Policy {
-        allow_deletes: true,
-        ..pol
-    };
+    let approved = approve_all(pol, &stored);
     let p = plan(&Snapshot::complete(users), &stored, &approved);
     assert_eq!((p.deprovisions.len(), p.staged.len()), (3, 0));
 }
