@@ -10,6 +10,7 @@
 //! - [`pages`]: overview, integrations (create, Privacy Mode reveal, disconnect), audit trail.
 //! - [`runs`]: Run now, Dry run, live progress of a running cycle, provision on demand.
 //! - [`lists`]: users, a user's page, the provisioning log (and its CSV/JSON export), the outbox.
+//! - [`deletions`]: deletions awaiting review (approve or reject, per user or all).
 //!
 //! Every page is scoped to the signed-in session's account ([`Viewer::account`]); every action
 //! that changes something or shows a secret is written to the audit trail (`console_audit`)
@@ -30,6 +31,7 @@ use crate::http::AppState;
 use crate::integrations::IntegrationError;
 use crate::store::NewAudit;
 
+pub mod deletions;
 pub mod lists;
 pub mod pages;
 pub mod render;
@@ -154,6 +156,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/outbox", get(lists::outbox))
         .route("/admin/outbox/{id}/retry", post(lists::retry))
         .route("/admin/audit", get(pages::audit_trail))
+        .route("/admin/deletions", get(deletions::list))
+        .route("/admin/deletions/{name}/approve", post(deletions::approve))
+        .route("/admin/deletions/{name}/reject", post(deletions::reject))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             session::require_session,

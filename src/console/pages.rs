@@ -96,6 +96,7 @@ pub async fn overview(
     let integrations = listed(&state, &viewer).await?;
     let outbox = state.store.outbox_counts(&viewer.account).await?;
     let running = state.console.runs.running(&viewer.account);
+    let held = state.store.list_staged(&viewer.account, None).await?.len();
     render::page(
         &viewer,
         "overview",
@@ -106,6 +107,7 @@ pub async fn overview(
             outbox_sent => outbox.get("sent").copied().unwrap_or(0),
             outbox_dead => outbox.get("dead").copied().unwrap_or(0),
             running => v(&running),
+            held => held,
         },
     )
 }

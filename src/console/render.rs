@@ -37,6 +37,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("logs.html", include_str!("templates/logs.html")),
     ("outbox.html", include_str!("templates/outbox.html")),
     ("audit.html", include_str!("templates/audit.html")),
+    ("deletions.html", include_str!("templates/deletions.html")),
 ];
 
 /// `2026-11-28T12:00:00.123Z` → `2026-11-28 12:00:00 UTC`; anything else as it is.

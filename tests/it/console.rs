@@ -451,3 +451,47 @@ backend_test! {
         app.finish().await;
     }
 }
+
+backend_test! {
+    /// A cycle that would delete more than the threshold holds the deletions; the review page
+    /// lists them with their appointment impact; approving one deletes that user (cancelling
+    /// their appointment), rejecting the other keeps them; both are audit-logged.
+    multi_thread async fn held_deletions_are_reviewed(backend) {
+        let app = ConsoleApp::spawn(backend).await;
+        let session = app.sign_in().await;
+        let (_, first) = run(&app, &session, "run").await;
+        assert_eq!(first["outcome"], "success");
+        app.add_appointment("lynne.robbins@contoso.com", "Quarterly review", &[("Pat Guest", "pat@guest.example")]).await;
+        app.unassign("lynne.robbins@contoso.com");
+        app.unassign("nestor.wilke@contoso.com");
+        let (_, held) = run(&app, &session, "run").await;
+        assert_eq!(held["outcome"], "held", "2 of 12 is over the 10 % threshold: {held}");
+        let page = app.get(Some(&session), "/admin/deletions").await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains("lynne.robbins@contoso.com") && page.body.contains("nestor.wilke@contoso.com"), "{}", page.body);
+        let overview = app.get(Some(&session), "/admin/").await;
+        assert!(overview.body.contains("deletions awaiting review"));
+
+        let approved = app
+            .post(Some(&session), &format!("/admin/deletions/{GRAPH}/approve"), &[("csrf", &session.csrf), ("user", "lynne.robbins@contoso.com")])
+            .await;
+        assert_eq!(approved.status, StatusCode::OK, "{}", approved.body);
+        assert!(approved.body.contains("Approved: lynne.robbins@contoso.com deleted (1 appointments cancelled, 1 guests emailed)"), "{}", approved.body);
+        let rejected = app
+            .post(Some(&session), &format!("/admin/deletions/{GRAPH}/reject"), &[("csrf", &session.csrf), ("user", "nestor.wilke@contoso.com")])
+            .await;
+        assert_eq!(rejected.status, StatusCode::OK, "{}", rejected.body);
+        assert!(rejected.body.contains("No deletions are waiting for review"));
+        let users = app.get(Some(&session), "/admin/users?q=nestor").await;
+        assert!(users.body.contains("nestor.wilke@contoso.com"), "kept");
+        let users = app.get(Some(&session), "/admin/users?q=lynne").await;
+        assert!(!users.body.contains("lynne.robbins@contoso.com"), "deleted");
+        let forged = app
+            .post(Some(&session), &format!("/admin/deletions/{GRAPH}/approve"), &[("all", "yes")])
+            .await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN);
+        let actions = audit_actions(&app).await;
+        assert!(actions.iter().any(|a| a == "deletion_approved") && actions.iter().any(|a| a == "deletion_rejected"));
+        app.finish().await;
+    }
+}
