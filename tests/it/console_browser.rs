@@ -1,8 +1,8 @@
 //! The console in a real headless Chromium, driven over WebDriver (chromedriver on a free
 //! loopback port, fantoccini): sign-in and sign-out, the redirect without a session, creating a
 //! SCIM integration and revealing its Endpoint URL and Token (Privacy Mode), a dry run and a
-//! real run against the Graph simulator with the live progress reaching the end, provision on
-//! demand with its step trace, the log exported as CSV, retrying a dead email.
+//! real run against the Graph simulator with the live progress reaching the end, approving one
+//! held deletion, provision on demand with its step trace, the log exported as CSV, retrying a dead email.
 //!
 //! Without `chromium` and `chromedriver` on the PATH the test is skipped with one printed
 //! reason, unless `ESSENTRY_TEST_REQUIRE_BROWSER=1` (CI), which makes that a failure.
@@ -251,6 +251,19 @@ backend_test! {
         assert_eq!(wait_for_outcome(&c).await, "success");
         assert_eq!(text(&c, "#p-applied").await, "1", "the unassigned host was deleted");
         screenshot(&c, "console-cycle.png").await;
+
+        // Two more unassigned: over the threshold, the cycle holds them for review; approve one.
+        app.unassign("nestor.wilke@contoso.com");
+        app.unassign("allan.deyoung@contoso.com");
+        c.goto(&format!("{o}/admin/integrations/{GRAPH}")).await.expect("goto");
+        click(&c, "#run-now").await;
+        assert_eq!(wait_for_outcome(&c).await, "held");
+        c.goto(&format!("{o}/admin/deletions")).await.expect("goto");
+        let held = text(&c, "main table").await;
+        assert!(held.contains("nestor.wilke@contoso.com") && held.contains("allan.deyoung@contoso.com"), "{held}");
+        click(&c, "button.approve").await;
+        wait_for_text(&c, "#flash", "Approved: allan.deyoung@contoso.com deleted").await;
+        assert!(!text(&c, "main table").await.contains("allan.deyoung@contoso.com"));
 
         // Provision on demand: the step trace inline.
         c.goto(&format!("{o}/admin/integrations/{GRAPH}")).await.expect("goto");
