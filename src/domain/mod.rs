@@ -12,6 +12,7 @@ pub mod ids;
 pub mod kinds;
 pub mod model;
 pub mod notice;
+pub mod query;
 pub mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock};

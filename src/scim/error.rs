@@ -130,6 +130,15 @@ impl From<FilterError> for ScimError {
     }
 }
 
+impl From<crate::store::ListError> for ScimError {
+    fn from(e: crate::store::ListError) -> Self {
+        match e {
+            crate::store::ListError::Unsupported(why) => Self::bad_request("invalidFilter", why),
+            crate::store::ListError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<PatchError> for ScimError {
     fn from(e: PatchError) -> Self {
         Self::bad_request(e.kind.scim_type(), e.detail)

@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use crate::domain::{GroupId, GroupRecord, StoreError};
 use crate::http::AppState;
 use crate::store::Tx;
-use crate::store::sql_filter::{self, Target};
 
 use super::error::ScimError;
 use super::filter::parse_filter;
@@ -102,13 +101,7 @@ pub async fn query(
     caller: &Caller,
     req: &ListRequest,
 ) -> Result<(Vec<Value>, i64), ScimError> {
-    let filter = match &req.filter {
-        Some(f) => Some(
-            sql_filter::translate(&parse_filter(f)?, Target::Group, 2)
-                .map_err(|e| ScimError::bad_request("invalidFilter", e.0))?,
-        ),
-        None => None,
-    };
+    let filter = req.filter.as_deref().map(parse_filter).transpose()?;
     let (groups, total) = state
         .store
         .list_groups(

@@ -302,12 +302,28 @@ pub const MAX_PROJECTION_PATHS: usize = 100;
 
 /// The paths of one list, trimmed and deduplicated (case-insensitively, first spelling kept);
 /// more than [`MAX_PROJECTION_PATHS`] distinct ones is `400 tooMany`.
+/// At most 100 characters of a refused path, for the error message.
+fn truncate_for_error(path: &str) -> String {
+    path.chars().take(100).collect()
+}
+
 fn split_list(name: &str, v: Option<&str>) -> Result<Vec<String>, ScimError> {
     let mut out: Vec<String> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for path in v.unwrap_or("").split(',').map(str::trim) {
         if path.is_empty() || !seen.insert(path.to_ascii_lowercase()) {
             continue;
+        }
+        // RFC 7644 §3.9: these are attribute names (`name`, `name.givenName`, URN-qualified),
+        // not PATCH paths. A value filter would otherwise be read as an unknown attribute and
+        // silently return only `id`.
+        if path.contains(['[', ']', '"', ' ', '(', ')']) {
+            return Err(ScimError::invalid_value(format!(
+                "{name}: {:?} is not an attribute name; value filters such as \
+                 emails[type eq \"work\"] are not supported here (name the attribute, e.g. \
+                 emails or emails.value)",
+                truncate_for_error(path)
+            )));
         }
         if out.len() == MAX_PROJECTION_PATHS {
             return Err(ScimError::bad_request(

@@ -14,7 +14,6 @@ use crate::domain::{
 use crate::http::AppState;
 use crate::metrics::UserAction;
 use crate::store::Tx;
-use crate::store::sql_filter::{self, Target};
 
 use super::error::ScimError;
 use super::filter::parse_filter;
@@ -79,13 +78,7 @@ pub async fn query(
     caller: &Caller,
     req: &ListRequest,
 ) -> Result<(Vec<Value>, i64), ScimError> {
-    let filter = match &req.filter {
-        Some(f) => Some(
-            sql_filter::translate(&parse_filter(f)?, Target::User, 2)
-                .map_err(|e| ScimError::bad_request("invalidFilter", e.0))?,
-        ),
-        None => None,
-    };
+    let filter = req.filter.as_deref().map(parse_filter).transpose()?;
     let (offset, count) = (req.paging.start_index - 1, req.paging.count);
     // A first page that is not full already tells the total; count only when it cannot.
     let (users, total) = state

@@ -15,9 +15,10 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::query::Filter;
 use crate::domain::{
-    AccountId, Appointment, AppointmentId, DirectoryTx, GroupId, GroupRecord, IntegrationId,
-    LogEntry, Manager, OutboxMessage, StoreError, UserId, UserName, UserRecord,
+    AccountId, Appointment, AppointmentId, DirectoryTx, EntraObjectId, GroupId, GroupRecord,
+    IntegrationId, LogEntry, Manager, OutboxMessage, StoreError, UserId, UserName, UserRecord,
 };
 
 pub mod lock;
@@ -26,7 +27,7 @@ mod rows;
 pub mod sql_filter;
 mod sqlite;
 
-use sql_filter::Where;
+use sql_filter::{Target, Where};
 
 pub use rows::*;
 
@@ -39,6 +40,24 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
         return StoreError::Conflict(d.constraint().unwrap_or("row").to_owned());
     }
     StoreError::Database(Box::new(e))
+}
+
+/// Why a filtered list could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// The filter names an attribute or operator the store cannot query.
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The SQL of a filter; `$1` is always the account, so its parameters start at `$2`.
+fn translated(filter: Option<&Filter>, target: Target) -> Result<Option<Where>, ListError> {
+    filter
+        .map(|f| sql_filter::translate(f, target, 2))
+        .transpose()
+        .map_err(|e| ListError::Unsupported(e.0))
 }
 
 pub(crate) fn corrupt(what: &str) -> StoreError {
@@ -211,8 +230,38 @@ impl Store {
         read!(self, |c, m| m::list_users_light(c, account).await)
     }
 
-    /// A page of users and, when asked, the total count of matches.
+    /// A page of the account's users matching `filter` (all when `None`) and, when asked, the
+    /// total count of matches. The store translates the filter into SQL itself; a filter on an
+    /// attribute it cannot query is [`ListError::Unsupported`], never an unfiltered list.
     pub async fn list_users(
+        &self,
+        account: &AccountId,
+        filter: Option<&Filter>,
+        offset: i64,
+        limit: i64,
+        with_total: bool,
+    ) -> Result<(Vec<UserRecord>, Option<i64>), ListError> {
+        let filter = translated(filter, Target::User)?;
+        Ok(self
+            .list_users_where(account, filter.as_ref(), offset, limit, with_total)
+            .await?)
+    }
+
+    /// Users that remember the Entra object id `oid` (at most `limit`).
+    pub async fn users_by_entra_object_id(
+        &self,
+        account: &AccountId,
+        oid: &EntraObjectId,
+        limit: i64,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        let filter = sql_filter::entra_object_id_eq(oid.as_str());
+        Ok(self
+            .list_users_where(account, Some(&filter), 0, limit, false)
+            .await?
+            .0)
+    }
+
+    async fn list_users_where(
         &self,
         account: &AccountId,
         filter: Option<&Where>,
@@ -239,23 +288,26 @@ impl Store {
         read!(self, |c, m| m::group_by_id(c, account, id, false).await)
     }
 
+    /// A page of the account's groups matching `filter`, like [`Store::list_users`].
     pub async fn list_groups(
         &self,
         account: &AccountId,
-        filter: Option<&Where>,
+        filter: Option<&Filter>,
         offset: i64,
         limit: i64,
         with_total: bool,
-    ) -> Result<(Vec<GroupRecord>, Option<i64>), StoreError> {
-        read!(self, |c, m| {
+    ) -> Result<(Vec<GroupRecord>, Option<i64>), ListError> {
+        let filter = translated(filter, Target::Group)?;
+        let filter = filter.as_ref();
+        Ok(read!(self, |c, m| {
             let rows = m::list_groups(c, account, filter, offset, limit).await?;
             let total = if with_total {
                 Some(m::count_groups(c, account, filter).await?)
             } else {
                 None
             };
-            Ok((rows, total))
-        })
+            Ok::<_, StoreError>((rows, total))
+        })?)
     }
 
     /// `(user id, userName)` of every member of `group`.

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::scim::filter::{AttrPath, CompValue, CompareOp, Filter};
+use crate::domain::query::{AttrPath, CompValue, CompareOp, Filter};
 
 /// A bound value of a translated filter.
 #[derive(Debug, Clone, PartialEq)]

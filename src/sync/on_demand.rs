@@ -100,13 +100,7 @@ async fn stored_candidates(
 ) -> Result<(), StoreError> {
     let account = &integ.row.account_id;
     if let Some(oid) = oid {
-        // The object id is not indexed for lookup by itself; a filtered list keeps this one
-        // query instead of a scan in Rust.
-        let filter = crate::store::sql_filter::entra_object_id_eq(oid.as_str());
-        let (found, _) = env
-            .store
-            .list_users(account, Some(&filter), 0, 10, false)
-            .await?;
+        let found = env.store.users_by_entra_object_id(account, oid, 10).await?;
         for u in found {
             if !out.iter().any(|o| o.id == u.id) {
                 out.push(u);

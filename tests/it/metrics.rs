@@ -15,11 +15,8 @@ use std::sync::{Arc, Mutex};
 use chrono::TimeDelta;
 use essentry_sync::config::SyncSettings;
 use essentry_sync::domain::Clock;
-use essentry_sync::entra::simulator::{
-    SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET, SAMPLE_SERVICE_PRINCIPAL_ID, SAMPLE_TENANT_ID,
-    Simulator, sample_tenant,
-};
-use essentry_sync::integrations::{self, GraphIntegration, GraphSettings};
+use essentry_sync::entra::simulator::{SAMPLE_CLIENT_SECRET, Simulator, sample_tenant};
+use essentry_sync::integrations::{self, GraphIntegration};
 use essentry_sync::secrets::{Secret, SecretKey};
 use essentry_sync::sync::cycle::{CycleOptions, Outcome, SyncEnv, Trigger, run_cycle};
 use essentry_sync::sync::on_demand::provision_user;
@@ -109,18 +106,7 @@ async fn graph_integration(app: &TestApp, sim: &Simulator) -> (GraphIntegration,
         "metrics-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let settings = GraphSettings {
-        tenant_id: SAMPLE_TENANT_ID.to_owned(),
-        client_id: SAMPLE_CLIENT_ID.to_owned(),
-        service_principal_id: SAMPLE_SERVICE_PRINCIPAL_ID.to_owned(),
-        cloud: essentry_sync::entra::cloud::Cloud::Global,
-        graph_url: Some(sim.graph_url()),
-        authority_url: Some(sim.authority_url()),
-        transitive: false,
-        mapping: Default::default(),
-        threshold: Default::default(),
-        schedule: None,
-    };
+    let settings = crate::support::sample_graph_settings(sim);
     let key = SecretKey::from_base64("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").expect("key");
     integrations::create_graph(
         app.store(),

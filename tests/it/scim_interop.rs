@@ -156,3 +156,27 @@ backend_test! {
         app.finish().await;
     }
 }
+
+backend_test! {
+    /// `attributes` takes attribute names: a value filter is refused with 400 `invalidValue`
+    /// naming the parameter, instead of silently returning only `id`.
+    async fn attribute_lists_with_value_filters_are_refused(backend) {
+        let app = TestApp::spawn(backend).await;
+        let id = app.create_user("adele@contoso.example", "Adele", "Vance").await;
+        for (param, value) in [
+            ("attributes", "emails[type eq \"work\"]"),
+            ("excludedAttributes", "userName,emails[type eq \"work\"].value"),
+        ] {
+            let r = app.get(&format!("/Users/{id}?{param}={}", pct(value))).await;
+            assert_error(&r, StatusCode::BAD_REQUEST, Some("invalidValue"), param);
+            let detail = r.body["detail"].as_str().unwrap_or_default();
+            assert!(detail.starts_with(param), "{backend:?}: {detail}");
+            let list = app.get(&format!("/Users?{param}={}", pct(value))).await;
+            assert_error(&list, StatusCode::BAD_REQUEST, Some("invalidValue"), param);
+        }
+        let ok = app.get(&format!("/Users/{id}?attributes=emails.value,name.givenName")).await;
+        assert_eq!(ok.status, StatusCode::OK, "{backend:?}: {}", ok.body);
+        assert_eq!(ok.body["name"]["givenName"], json!("Adele"));
+        app.finish().await;
+    }
+}

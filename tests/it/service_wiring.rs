@@ -6,11 +6,8 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use essentry_sync::domain::Clock;
-use essentry_sync::entra::simulator::{
-    SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET, SAMPLE_SERVICE_PRINCIPAL_ID, SAMPLE_TENANT_ID,
-    Simulator, sample_tenant,
-};
-use essentry_sync::integrations::{self, GraphSettings};
+use essentry_sync::entra::simulator::{SAMPLE_CLIENT_SECRET, Simulator, sample_tenant};
+use essentry_sync::integrations;
 use essentry_sync::secrets::Secret;
 use reqwest::StatusCode;
 
@@ -29,18 +26,7 @@ backend_test! {
         })
         .await;
         let key = app.state.secret_key.clone().expect("the service has a secrets key");
-        let settings = GraphSettings {
-            tenant_id: SAMPLE_TENANT_ID.to_owned(),
-            client_id: SAMPLE_CLIENT_ID.to_owned(),
-            service_principal_id: SAMPLE_SERVICE_PRINCIPAL_ID.to_owned(),
-            cloud: essentry_sync::entra::cloud::Cloud::Global,
-            graph_url: Some(sim.graph_url()),
-            authority_url: Some(sim.authority_url()),
-            transitive: false,
-            mapping: Default::default(),
-            threshold: Default::default(),
-            schedule: None,
-        };
+        let settings = crate::support::sample_graph_settings(&sim);
         integrations::create_graph(
             app.store(),
             &key,

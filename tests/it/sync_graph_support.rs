@@ -10,10 +10,7 @@ use chrono::TimeDelta;
 use essentry_sync::config::SyncSettings;
 use essentry_sync::domain::DeletionThreshold;
 use essentry_sync::domain::{Clock, UserName, UserRecord};
-use essentry_sync::entra::simulator::{
-    SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET, SAMPLE_SERVICE_PRINCIPAL_ID, SAMPLE_TENANT_ID,
-    Simulator, sample_tenant,
-};
+use essentry_sync::entra::simulator::{SAMPLE_CLIENT_SECRET, Simulator, sample_tenant};
 use essentry_sync::integrations::{self, GraphIntegration, GraphSettings};
 use essentry_sync::secrets::{Secret, SecretKey};
 use essentry_sync::store::{CycleRow, LogQuery, LogRow};
@@ -96,18 +93,7 @@ impl World {
         let sim = Simulator::start(sample_tenant())
             .await
             .expect("the Graph simulator starts");
-        let mut settings = GraphSettings {
-            tenant_id: SAMPLE_TENANT_ID.to_owned(),
-            client_id: SAMPLE_CLIENT_ID.to_owned(),
-            service_principal_id: SAMPLE_SERVICE_PRINCIPAL_ID.to_owned(),
-            cloud: essentry_sync::entra::cloud::Cloud::Global,
-            graph_url: Some(sim.graph_url()),
-            authority_url: Some(sim.authority_url()),
-            transitive: false,
-            mapping: Default::default(),
-            threshold: Default::default(),
-            schedule: None,
-        };
+        let mut settings = crate::support::sample_graph_settings(&sim);
         tweak(&mut settings);
         let key = SecretKey::from_base64(KEY).expect("key");
         let now = app.clock.now();

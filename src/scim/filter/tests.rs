@@ -1,6 +1,6 @@
 //! Filter grammar tests: RFC 7644 examples, Entra's value paths, limits and garbage input.
 use super::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn p(input: &str) -> Filter {
     match parse_filter(input) {
