@@ -1,5 +1,5 @@
 //! Application state and the HTTP server: the SCIM endpoint under `/scim/v2`, the admin API
-//! under `/admin/v1`, `/healthz`, `/readyz` and `/metrics`. Shutdown is injected as a future so callers (the CLI, tests) decide when it ends.
+//! under `/admin/v1`, the operator console under `/admin/`, `/healthz`, `/readyz` and `/metrics`. Shutdown is injected as a future so callers (the CLI, tests) decide when it ends.
 //!
 //! Every request runs in a `request` tracing span carrying its request id (the client's
 //! `x-request-id` when it is a sane token, else a new UUID; echoed in the response), the method
@@ -45,6 +45,8 @@ pub struct Inner {
     pub secret_key: Option<SecretKey>,
     /// This server's request metrics and the registry `/metrics` serves.
     pub metrics: crate::metrics::HttpMetrics,
+    /// The operator console's in-memory state (sign-in limiter, started cycles).
+    pub console: crate::console::ConsoleState,
     /// Background tasks that are not running (`/readyz` reports them).
     pub readiness: crate::supervise::Readiness,
 }
@@ -80,6 +82,7 @@ impl AppState {
             scim_base,
             secret_key,
             metrics: crate::metrics::HttpMetrics::new(),
+            console: crate::console::ConsoleState::default(),
             readiness: crate::supervise::Readiness::default(),
         }))
     }
@@ -184,7 +187,9 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(crate::metrics::endpoint))
         .nest("/scim/v2", crate::scim::router(state.clone()));
     if state.settings.admin.enabled {
-        router = router.nest("/admin/v1", crate::admin::router(state.clone()));
+        router = router
+            .nest("/admin/v1", crate::admin::router(state.clone()))
+            .merge(crate::console::router(state.clone()));
     }
     let request_limit = ListenerLimits::of(&state.settings.server).request_timeout;
     router
@@ -281,10 +286,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limits = ListenerLimits::of(&state.settings.server);
     // Paths are made canonical before routing, which a layer inside the router could not do.
-    let service = TowerToHyperService::new(
-        tower::util::MapRequestLayer::new(canonical_scim_path::<hyper::body::Incoming>)
-            .layer(app(state)),
-    );
+    let service = tower::util::MapRequestLayer::new(canonical_scim_path::<hyper::body::Incoming>)
+        .layer(app(state));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
@@ -299,9 +302,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, peer)) => (stream, peer),
                 Err(e) => {
                     // Out of file descriptors and the like: wait, then accept again.
                     tracing::warn!(error = %e, "accepting a connection failed");
@@ -311,7 +314,11 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let connection = http.serve_connection(TokioIo::new(stream), service.clone());
+        // The peer's address for handlers that need it (the console's sign-in rate limit).
+        let per_connection = TowerToHyperService::new(
+            axum::Extension(axum::extract::ConnectInfo(peer)).layer(service.clone()),
+        );
+        let connection = http.serve_connection(TokioIo::new(stream), per_connection);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

@@ -31,12 +31,16 @@
 //!   deletion review.
 //! - [`admin_tokens`]: the admin API's tokens: create (optional expiry and account scope), list,
 //!   revoke, and the check of a presented token (recording its last use).
+//! - [`console`]: the operator web console (`/admin/`): server-rendered pages with sessions,
+//!   CSRF, Privacy Mode, cycles with live progress, provision on demand, deletion review, users,
+//!   provisioning log, outbox, audit trail.
 //! - [`cli`]: the operator commands behind the `essentry-sync` binary.
 
 pub mod admin;
 pub mod admin_tokens;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod entra;
 pub mod http;

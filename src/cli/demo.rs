@@ -4,7 +4,8 @@
 //! appointments, runs a cycle, changes the tenant (a rename, an unassigned host, a new group
 //! member), provisions the renamed user on demand, runs another cycle, and prints the users, the
 //! provisioning log, the cancelled appointments and the cancellation emails, delivered as `.eml`
-//! files under `data/demo/mail/` (the outbox worker with the file transport).
+//! files under `data/demo/mail/` (the outbox worker with the file transport). With `--serve` it
+//! then keeps the operator console up on the demo data (see `demo_console`).
 
 use std::path::PathBuf;
 
@@ -31,6 +32,12 @@ pub struct DemoArgs {
     /// Folder of the demo database and key (emptied first).
     #[arg(long, default_value = "data/demo")]
     pub dir: PathBuf,
+    /// Then keep the operator console up on the demo data (Ctrl-C ends it).
+    #[arg(long)]
+    pub serve: bool,
+    /// Where `--serve` listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
 }
 
 const ACCOUNT: &str = "demo";
@@ -271,7 +278,12 @@ pub(super) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
          {db} cargo run --release -- status",
         dir = args.dir.display(),
     );
+    if args.serve {
+        super::demo_console::serve(env, key, &args.listen).await?;
+    } else {
+        println!("\nSee it in the operator console: cargo run --release -- demo --serve");
+        env.store.close().await;
+    }
     sim.shutdown().await;
-    env.store.close().await;
     Ok(())
 }

@@ -23,6 +23,7 @@ use crate::store::{LogQuery, Store, StoreConfig};
 mod admin_token;
 mod deletions;
 mod demo;
+mod demo_console;
 mod directory;
 mod sync;
 

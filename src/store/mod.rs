@@ -4,7 +4,8 @@
 //! Design: the SQL lives once, in `backend.rs` (accounts, integrations, users, groups),
 //! `backend_events.rs` (appointments, outbox, provisioning log, cycles), `backend_outbox.rs`
 //! (delivery claims), `backend_deletions.rs` (ownership, staged deletions), `backend_metrics.rs`
-//! (gauges, migration check) and `backend_tokens.rs` (admin tokens). `sqlite.rs` and
+//! (gauges, migration check), `backend_tokens.rs` (admin tokens) and `backend_console.rs` (the
+//! console's sessions, audit trail and paged lists). `sqlite.rs` and
 //! `postgres.rs` each name their `Db` and load these files as their own modules (`#[path]`), so
 //! rustfmt and clippy see them as ordinary modules and every query is compiled against each
 //! database's own driver and native types — no `Any` driver, which cannot decode timestamps or booleans
@@ -123,6 +124,11 @@ macro_rules! in_tx {
         }
     };
 }
+
+mod console;
+pub use console::{
+    AuditRow, LogFilter, LogPageRow, NewAudit, OutboxPageRow, SessionRow, UserPageRow,
+};
 
 impl Store {
     pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {

@@ -13,6 +13,9 @@ const ROW_LOCK: &str = " FOR UPDATE";
 #[path = "backend.rs"]
 mod backend;
 #[allow(clippy::duplicate_mod)]
+#[path = "backend_console.rs"]
+mod backend_console;
+#[allow(clippy::duplicate_mod)]
 #[path = "backend_deletions.rs"]
 mod backend_deletions;
 #[allow(clippy::duplicate_mod)]
@@ -29,6 +32,7 @@ mod backend_outbox;
 mod backend_tokens;
 
 pub use backend::*;
+pub use backend_console::*;
 pub use backend_deletions::*;
 pub use backend_events::*;
 pub use backend_metrics::*;

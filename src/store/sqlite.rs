@@ -18,6 +18,9 @@ const ROW_LOCK: &str = "";
 #[path = "backend.rs"]
 mod backend;
 #[allow(clippy::duplicate_mod)]
+#[path = "backend_console.rs"]
+mod backend_console;
+#[allow(clippy::duplicate_mod)]
 #[path = "backend_deletions.rs"]
 mod backend_deletions;
 #[allow(clippy::duplicate_mod)]
@@ -34,6 +37,7 @@ mod backend_outbox;
 mod backend_tokens;
 
 pub use backend::*;
+pub use backend_console::*;
 pub use backend_deletions::*;
 pub use backend_events::*;
 pub use backend_metrics::*;

@@ -24,6 +24,7 @@ use crate::entra::graph::{GraphReader, ReadError, ReadStats, ReaderConfig};
 use crate::entra::retry::RetryBudget;
 use crate::integrations::GraphIntegration;
 use crate::store::{CycleRow, Store};
+use crate::sync::progress;
 
 /// What a cycle needs from the process.
 #[derive(Clone)]
@@ -437,6 +438,25 @@ async fn recorded_cycle(
     }
 }
 
+/// Reads the scope; when someone watches the cycle's progress, the Graph requests sent so far
+/// are reported while the read runs.
+async fn read_observed(reader: &GraphReader) -> Result<crate::entra::graph::ScopeRead, ReadError> {
+    let read = reader.read_scope();
+    if !progress::observed() {
+        return read.await;
+    }
+    tokio::pin!(read);
+    loop {
+        tokio::select! {
+            result = &mut read => return result,
+            () = tokio::time::sleep(Duration::from_millis(100)) => {
+                let requests = reader.stats().requests;
+                progress::report(|p| p.graph_requests = requests);
+            }
+        }
+    }
+}
+
 /// What the planner is told: the integration, who manages which users, the users an operator
 /// kept, and — with `allow_deletes` — the staged deletions approved. A real cycle first records
 /// its complete read (see [`deletions::confirm_read`]).
@@ -556,7 +576,8 @@ async fn cycle_body(
         Ok(r) => r,
         Err(e) => return report.fail(e.code(), e.to_string()),
     };
-    let read = reader.read_scope().await;
+    progress::report(|p| p.phase = "reading".to_owned());
+    let read = read_observed(&reader).await;
     report.graph = reader.stats();
     let read = match read {
         Ok(read) => read,
@@ -587,6 +608,11 @@ async fn cycle_body(
     policy.deleted_in_entra =
         deleted_in_entra(&reader, integ, &read.snapshot, &current, report).await;
     report.graph = reader.stats();
+    progress::report(|p| {
+        p.phase = "planning".to_owned();
+        p.users_read = read.snapshot.len() as u64;
+        p.graph_requests = report.graph.requests;
+    });
     let plan = plan::plan(&read.snapshot, &current, &policy);
     drop(current);
     report.planned = count(&plan);
@@ -597,6 +623,10 @@ async fn cycle_body(
         + plan.staged.len()
         + plan.skips.len();
     report.changes_not_listed = total - report.changes.len();
+    progress::report(|p| {
+        p.phase = "applying".to_owned();
+        p.changes_planned = total as u64;
+    });
     report.threshold_hit = plan.threshold_hit.clone();
     report.notes.extend(plan.notes.iter().cloned());
     if let Some(hit) = &plan.threshold_hit {
@@ -671,6 +701,10 @@ async fn cycle_body(
     }
     match applied {
         Ok(applied) => {
+            progress::report(|p| {
+                p.changes_applied =
+                    (applied.created + applied.updated + applied.deprovisioned) as u64;
+            });
             report.applied = Some(applied);
             report.outcome = outcome;
             if mode == Mode::Commit {

@@ -11,6 +11,7 @@
 //! - [`apply`]: applies a plan through the directory operations in one transaction.
 //! - [`mapping`]: an Entra user (as Graph returns it) → the directory user essentry should hold,
 //!   per the attribute table of the product page.
+//! - [`progress`]: live progress of a running cycle for whoever shows it (the console).
 //! - [`plan`]: a complete snapshot of the users in scope against the stored users → the creates,
 //!   updates and deprovisionings of one cycle, with the deletion threshold applied. No I/O.
 
@@ -20,4 +21,5 @@ pub mod deletions;
 pub mod mapping;
 pub mod on_demand;
 pub mod plan;
+pub mod progress;
 pub mod schedule;

@@ -180,6 +180,11 @@ impl TestStore {
     }
 }
 
+/// Drops a test's PostgreSQL schema (for harnesses that own their store).
+pub async fn drop_test_schema(schema: &str) {
+    let _ = drop_schema(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
+}
+
 async fn drop_schema(sql: &str) -> Result<(), sqlx::Error> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(&postgres_url()).await?;
