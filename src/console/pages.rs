@@ -477,7 +477,14 @@ pub async fn audit_trail(
 ) -> Result<Html<String>, ConsoleError> {
     let mut rows = state
         .store
-        .list_audit(&viewer.account, q.before, AUDIT_PAGE + 1)
+        .list_audit(
+            &viewer.account,
+            // Sign-in attempts that matched no token belong to the deployment: they are shown
+            // in the default account's trail only, never to another company's operators.
+            viewer.account_name == state.settings.directory.default_account,
+            q.before,
+            AUDIT_PAGE + 1,
+        )
         .await?;
     let next = (rows.len() as i64 > AUDIT_PAGE).then(|| {
         rows.truncate(AUDIT_PAGE as usize);

@@ -106,21 +106,24 @@ pub async fn insert_audit(c: &mut Conn, a: &NewAudit<'_>) -> Result<(), StoreErr
     Ok(())
 }
 
-/// The account's audit entries (and those of no account, such as failed sign-ins), newest
-/// first, before `before` (a `seq`).
+/// The account's audit entries, newest first, before `before` (a `seq`); with
+/// `unattributed`, also those of no account (sign-in attempts that matched no token).
 pub async fn list_audit(
     c: &mut Conn,
     account: &AccountId,
+    unattributed: bool,
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<AuditRow>, StoreError> {
     let rows = sqlx::query(
         "SELECT seq, account_id, actor, action, target, detail, client, at FROM console_audit \
-         WHERE (account_id = $1 OR account_id IS NULL) AND seq < $2 ORDER BY seq DESC LIMIT $3",
+         WHERE (account_id = $1 OR ($4 AND account_id IS NULL)) AND seq < $2 \
+         ORDER BY seq DESC LIMIT $3",
     )
     .bind(account.as_str())
     .bind(before.unwrap_or(i64::MAX))
     .bind(limit)
+    .bind(unattributed)
     .fetch_all(&mut *c)
     .await
     .map_err(db_err)?;

@@ -142,13 +142,23 @@ impl Store {
         tx.commit().await
     }
 
+    /// The account's audit entries; `unattributed` adds those of no account (failed sign-ins),
+    /// which belong to the deployment rather than to one company.
     pub async fn list_audit(
         &self,
         account: &AccountId,
+        unattributed: bool,
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<AuditRow>, StoreError> {
-        read!(self, |c, m| m::list_audit(c, account, before, limit).await)
+        read!(self, |c, m| m::list_audit(
+            c,
+            account,
+            unattributed,
+            before,
+            limit
+        )
+        .await)
     }
 
     pub async fn page_users(

@@ -16,7 +16,7 @@ use crate::console_support::{ConsoleApp, GRAPH, SCIM, Session, create_admin_toke
 
 async fn audit_actions(app: &ConsoleApp) -> Vec<String> {
     app.store()
-        .list_audit(&app.account, None, 1000)
+        .list_audit(&app.account, true, None, 1000)
         .await
         .expect("audit")
         .into_iter()
@@ -76,6 +76,15 @@ backend_test! {
         assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
         assert!(wrong.body.contains("name=\"token\"") && wrong.body.contains("not a valid admin token"));
         assert!(wrong.header("set-cookie").is_empty());
+        // The failed attempt matched no token, so no account: the deployment's (default)
+        // account sees it in its trail, another company's operators never do.
+        assert!(audit_actions(&app).await.iter().any(|a| a == "sign_in_failed"));
+        let other = app
+            .store()
+            .list_audit(&app.account, false, None, 1000)
+            .await
+            .expect("audit");
+        assert!(other.iter().all(|a| a.action != "sign_in_failed"), "{other:?}");
 
         let ok = app.sign_in_with(&app.admin_token).await;
         assert_eq!(ok.status, StatusCode::SEE_OTHER);
@@ -261,7 +270,7 @@ backend_test! {
             .post(Some(&session), &format!("/admin/integrations/{GRAPH}/reveal"), &[("csrf", &session.csrf)])
             .await;
         assert_eq!(not_graph.status, StatusCode::BAD_REQUEST, "a client secret is write-only");
-        let audit = app.store().list_audit(&app.account, None, 100).await.expect("audit");
+        let audit = app.store().list_audit(&app.account, true, None, 100).await.expect("audit");
         assert!(audit.iter().any(|a| a.action == "token_revealed" && a.actor == "ops" && a.target.as_deref() == Some(SCIM)));
 
         let scim_ok = reqwest::Client::new()
