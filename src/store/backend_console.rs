@@ -175,7 +175,8 @@ pub async fn page_users(
     limit: i64,
 ) -> Result<Vec<UserPageRow>, StoreError> {
     const COLS: &str = "u.id, u.user_name, u.user_name_lower, u.given_name, u.family_name, \
-        u.display_name, u.active, u.source, u.entra_object_id, u.created_at, u.updated_at";
+        u.display_name, u.active, u.source, u.entra_object_id, u.created_at, u.updated_at, \
+        (SELECT i.name FROM integrations i WHERE i.id = u.managed_by) AS owner";
     let folded = search.map(str::to_lowercase);
     let rows = match folded.as_deref() {
         None => sqlx::query(AssertSqlSafe(format!(
@@ -259,6 +260,7 @@ pub async fn page_users(
                 active: r.try_get("active").map_err(db_err)?,
                 source: r.try_get("source").map_err(db_err)?,
                 entra_object_id: r.try_get("entra_object_id").map_err(db_err)?,
+                owner: r.try_get("owner").map_err(db_err)?,
                 created_at: r.try_get("created_at").map_err(db_err)?,
                 updated_at: r.try_get("updated_at").map_err(db_err)?,
             })

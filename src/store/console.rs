@@ -64,6 +64,9 @@ pub struct UserPageRow {
     pub active: bool,
     pub source: String,
     pub entra_object_id: Option<String>,
+    /// The name of the integration that manages the user (None: made by hand, or kept by an
+    /// operator who rejected its deletion).
+    pub owner: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

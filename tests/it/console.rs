@@ -433,6 +433,9 @@ backend_test! {
             pages += 1;
             let page = app.get(Some(&session), &path).await;
             assert_eq!(page.status, StatusCode::OK);
+            // Users pushed over SCIM are managed by the SCIM integration that created them.
+            assert!(page.body.contains("<th>Managed by</th>"), "{}", page.body);
+            assert!(page.body.contains(&format!(">{SCIM}</a></td>")), "{}", page.body);
             let names: Vec<String> = page.body.match_indices("@example.com</a>").map(|(i, _)| {
                 let start = page.body[..i].rfind('>').map_or(0, |s| s + 1);
                 page.body[start..i].to_owned()
