@@ -13,12 +13,18 @@ follow from essentry's semantics (see README, "SCIM compatibility notes"):
 * active=false deletes the account. The tester writes random booleans to `active` and then
   expects to read the user back, so the tester's copy marks `active` readOnly: it never
   writes it, and still accepts it in responses.
+* Group members carry `display`, filled in by the server from the user (readOnly). The tester
+  compares a PATCHed `members` value with what it reads back field by field, so the display it
+  never sent reads as a difference. The tester's copy marks `members` readOnly: it no longer
+  PATCHes members (tests/it/scim_groups.rs covers member PATCH on both backends) and still
+  validates every group it reads, `display` included.
 """
 import json
 import sys
 import uuid
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 POOL = 500_000
 
 
@@ -29,6 +35,12 @@ def main(src: str, out: str) -> None:
     seen = set()
     for schema in schemas:
         schema.pop("meta", None)
+        if schema["id"] == GROUP:
+            for attr in schema["attributes"]:
+                if attr["name"] == "members":
+                    attr["mutability"] = "readOnly"
+                    seen.add("members")
+            continue
         if schema["id"] != USER:
             continue
         for attr in schema["attributes"]:
@@ -38,8 +50,9 @@ def main(src: str, out: str) -> None:
             elif attr["name"] == "active":
                 attr["mutability"] = "readOnly"
                 seen.add("active")
-    if seen != {"userName", "active"}:
-        sys.exit(f"the server's User schema lacks {sorted({'userName', 'active'} - seen)}")
+    wanted = {"userName", "active", "members"}
+    if seen != wanted:
+        sys.exit(f"the server's schemas lack {sorted(wanted - seen)}")
     with open(out, "w") as f:
         json.dump(schemas, f)
 

@@ -109,12 +109,19 @@ fn attribute_json(def: &AttrDef, resource: &str) -> Value {
                         "description": format!("The {name} sub-attribute of {}.", def.name),
                         "required": false,
                         "caseExact": *name == "value" && def.name == "members",
-                        "mutability": if def.mutability == Mutability::ReadOnly { "readOnly" } else { "readWrite" },
+                        "mutability": if def.mutability == Mutability::ReadOnly
+                            || (def.name == "members" && *name == "display")
+                        {
+                            "readOnly"
+                        } else {
+                            "readWrite"
+                        },
                         "returned": "default",
                         "uniqueness": "none",
                     });
                     if *name == "type"
-                        && let (Some(o), Some(values)) = (s.as_object_mut(), canonical_types(def.name))
+                        && let (Some(o), Some(values)) =
+                            (s.as_object_mut(), canonical_types(def.name))
                     {
                         o.insert("canonicalValues".to_owned(), json!(values));
                     }

@@ -155,6 +155,8 @@ const MEMBER_SUBS: &[(&str, AttrKind)] = &[
     ("value", K::String),
     ("$ref", K::Reference),
     ("type", K::String),
+    // RFC 7643 §4.2: a human-readable name of the member; the server fills it in (readOnly).
+    ("display", K::String),
 ];
 const META_SUBS: &[(&str, AttrKind)] = &[
     ("resourceType", K::String),

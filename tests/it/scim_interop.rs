@@ -103,6 +103,20 @@ backend_test! {
         };
         assert_eq!(display(&lidia), Some(json!("Lidia Holloway")), "{backend:?}");
         assert_eq!(display(&alex), Some(json!("alex@contoso.example")), "{backend:?}");
+        // /Schemas declares it, filled in by the server.
+        let schema = app.get(&format!("/Schemas/{GROUP}")).await;
+        assert_eq!(schema.status, StatusCode::OK);
+        let members = schema.body["attributes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["name"] == "members"))
+            .cloned()
+            .expect("members attribute");
+        let display_def = members["subAttributes"]
+            .as_array()
+            .and_then(|s| s.iter().find(|x| x["name"] == "display"))
+            .cloned()
+            .expect("members.display");
+        assert_eq!(display_def["mutability"], json!("readOnly"));
         app.finish().await;
     }
 }
