@@ -271,26 +271,27 @@ pub async fn list_log(
         query = query.bind(since);
     }
     let rows = query.fetch_all(&mut *c).await.map_err(db_err)?;
-    rows.iter()
-        .map(|r| {
-            let modified: String = r.try_get("modified").map_err(db_err)?;
-            Ok(LogRow {
-                at: r.try_get("at").map_err(db_err)?,
-                integration: r.try_get("integration").map_err(db_err)?,
-                cycle_id: r.try_get("cycle_id").map_err(db_err)?,
-                source: r.try_get("source").map_err(db_err)?,
-                action: r.try_get("action").map_err(db_err)?,
-                status: r.try_get("status").map_err(db_err)?,
-                user_id: r.try_get("user_id").map_err(db_err)?,
-                user_name: r.try_get("user_name").map_err(db_err)?,
-                source_object_id: r.try_get("source_object_id").map_err(db_err)?,
-                modified: serde_json::from_str(&modified).unwrap_or(Value::Null),
-                error_code: r.try_get("error_code").map_err(db_err)?,
-                error_message: r.try_get("error_message").map_err(db_err)?,
-                duration_ms: r.try_get("duration_ms").map_err(db_err)?,
-            })
-        })
-        .collect()
+    rows.iter().map(log_row).collect()
+}
+
+/// One provisioning-log row (the CLI's `logs` and the console's log page read the same columns).
+pub(super) fn log_row(r: &DbRow) -> Result<LogRow, StoreError> {
+    let modified: String = r.try_get("modified").map_err(db_err)?;
+    Ok(LogRow {
+        at: r.try_get("at").map_err(db_err)?,
+        integration: r.try_get("integration").map_err(db_err)?,
+        cycle_id: r.try_get("cycle_id").map_err(db_err)?,
+        source: r.try_get("source").map_err(db_err)?,
+        action: r.try_get("action").map_err(db_err)?,
+        status: r.try_get("status").map_err(db_err)?,
+        user_id: r.try_get("user_id").map_err(db_err)?,
+        user_name: r.try_get("user_name").map_err(db_err)?,
+        source_object_id: r.try_get("source_object_id").map_err(db_err)?,
+        modified: serde_json::from_str(&modified).unwrap_or(Value::Null),
+        error_code: r.try_get("error_code").map_err(db_err)?,
+        error_message: r.try_get("error_message").map_err(db_err)?,
+        duration_ms: r.try_get("duration_ms").map_err(db_err)?,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
