@@ -15,6 +15,8 @@ const WARM_UP: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
+    /// `GET /healthz`: no auth, no database; the server's own limit in the same run.
+    Healthz,
     Filter,
     Create,
     PatchUser,
@@ -22,7 +24,8 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
+        Self::Healthz,
         Self::Filter,
         Self::Create,
         Self::PatchUser,
@@ -31,6 +34,7 @@ impl Scenario {
 
     pub fn label(self) -> &'static str {
         match self {
+            Self::Healthz => "0. GET /healthz (no auth, no database)",
             Self::Filter => "a. GET /Users?filter=userName eq",
             Self::Create => "b. POST /Users",
             Self::PatchUser => "c. PATCH /Users/{id} name.givenName",

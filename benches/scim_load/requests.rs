@@ -44,6 +44,8 @@ impl Rng {
 pub struct Shared {
     client: reqwest::Client,
     base: String,
+    /// `http://host:port/healthz`.
+    healthz: String,
     auth: String,
     user_ids: Vec<String>,
     group_id: String,
@@ -65,8 +67,10 @@ impl Shared {
             .timeout(Duration::from_secs(30))
             .build()
             .context("building the HTTP client")?;
+        let healthz = format!("{}/healthz", base.strip_suffix("/scim/v2").unwrap_or(&base));
         Ok(Self {
             client,
+            healthz,
             base,
             auth: format!("Bearer {}", seeded.token),
             user_ids: seeded.user_ids,
@@ -121,6 +125,7 @@ fn snippet(text: &str) -> String {
 /// One request of `scenario` by client number `worker`.
 pub async fn one_request(sh: &Shared, scenario: Scenario, worker: usize, rng: &mut Rng) -> Outcome {
     let result = match scenario {
+        Scenario::Healthz => healthz_once(sh).await,
         Scenario::Filter => filter_once(sh, rng).await,
         Scenario::Create => create_once(sh).await,
         Scenario::PatchUser => patch_user_once(sh, worker, rng).await,
@@ -159,6 +164,11 @@ fn expect_status(
     } else {
         Err(format!("HTTP {}: {}", status.as_u16(), snippet(text)))
     }
+}
+
+async fn healthz_once(sh: &Shared) -> Result<(), String> {
+    let (status, text) = send(sh.client.get(&sh.healthz)).await?;
+    expect_status(status, &text, |s| s.is_success())
 }
 
 async fn filter_once(sh: &Shared, rng: &mut Rng) -> Result<(), String> {
