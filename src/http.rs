@@ -49,6 +49,10 @@ pub struct Inner {
     pub console: crate::console::ConsoleState,
     /// Background tasks that are not running (`/readyz` reports them).
     pub readiness: crate::supervise::Readiness,
+    /// The SCIM writes' shared transactions (group commit, [`crate::store::GroupCommit`]).
+    pub writes: Arc<crate::store::GroupCommit>,
+    /// The SCIM endpoint's cache of token lookups ([`crate::scim::auth`]).
+    pub auth_cache: crate::scim::auth::AuthCache,
 }
 
 /// Shared, cheaply cloned state of the server.
@@ -75,7 +79,10 @@ impl AppState {
         secret_key: Option<SecretKey>,
     ) -> Self {
         let scim_base = settings.scim_base_url();
+        let writes = crate::store::GroupCommit::new(store.clone(), settings.scim.group_commit_max);
         Self(Arc::new(Inner {
+            writes,
+            auth_cache: Default::default(),
             store,
             clock,
             settings,

@@ -1,7 +1,8 @@
 //! The lifecycle of integrations: creating a SCIM integration (its token generated, hashed for
 //! verification and sealed for the reveal) or a Graph integration (its client secret sealed,
 //! never stored in plain text), listing them masked or revealed, and deleting one (its token
-//! stops working at once, since every request looks the hash up afresh).
+//! stops working at once: the deletion changes the integrations' epoch, which every cached
+//! token lookup is checked against, see `store::auth_epoch` and `scim::auth`).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -366,6 +367,10 @@ pub async fn delete(
     let mut tx = store.begin().await?;
     let deleted = tx.delete_integration(account, name).await?;
     tx.commit().await?;
+    if deleted && let Err(e) = store.integrations_changed() {
+        // The deletion is committed; the cached token lookups notice it by their maximum age.
+        tracing::warn!(error = %e, "could not signal the deletion of an integration to caches");
+    }
     if !deleted {
         return Err(IntegrationError::NotFound {
             account: account_name.to_owned(),

@@ -3,6 +3,7 @@
 //! `/Schemas`), and the filter and PATCH grammars. Handlers are thin: parse, call the directory
 //! operations, render; errors map to the SCIM error schema in `error`.
 
+pub mod auth;
 pub mod discovery;
 pub mod error;
 pub mod filter;
@@ -21,10 +22,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
-use tracing::Instrument;
 
 use crate::http::AppState;
-use crate::secrets;
 
 use error::{SCIM_CONTENT_TYPE, ScimError};
 use request::Caller;
@@ -165,64 +164,6 @@ pub fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-fn bearer(req: &Request) -> Option<&str> {
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .trim();
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-/// Resolves the bearer token to its integration. The token is looked up by its SHA-256 and then
-/// checked in constant time; it is never logged.
-async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(token) = bearer(&req) else {
-        return ScimError::unauthorized(
-            "missing bearer token: send \"Authorization: Bearer <token>\"",
-        )
-        .into_response();
-    };
-    let found = match state
-        .store
-        .integration_by_token_hash(&secrets::token_hash(token))
-        .await
-    {
-        Ok(found) => found,
-        Err(e) => return ScimError::from(e).into_response(),
-    };
-    let Some(integration) = found.filter(|i| {
-        i.kind == crate::domain::IntegrationKind::Scim
-            && i.token_hash
-                .as_deref()
-                .is_some_and(|h| secrets::verify_token(token, h))
-    }) else {
-        return ScimError::unauthorized(
-            "the bearer token is not valid (was the integration deleted?)",
-        )
-        .into_response();
-    };
-    let span = tracing::info_span!(
-        "scim",
-        integration = %integration.name,
-        integration_id = %integration.id,
-        account = %integration.account_name,
-        method = %req.method(),
-        path = %req.uri().path(),
-    );
-    req.extensions_mut().insert(Caller {
-        account: integration.account_id,
-        integration_id: integration.id,
-        integration_name: integration.name,
-    });
-    next.run(req).instrument(span).await
-}
-
 async fn unknown_endpoint(req: Request) -> ScimError {
     ScimError::not_found(format!("no SCIM endpoint at {}", req.uri().path()))
 }
@@ -343,7 +284,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/Schemas/{urn}", get(discovery::schema))
         .fallback(unknown_endpoint)
         .layer(middleware::from_fn(method_not_allowed))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         // Outermost, so requests refused by authentication (401) are counted too.
         .layer(middleware::from_fn_with_state(
             state,

@@ -108,8 +108,10 @@ impl Limits {
     }
 }
 
-/// Runs `operate` in a write transaction and commits it when it succeeds. On an error the
-/// transaction is dropped, which rolls it back: nothing of a failed write is kept.
+/// Runs `operate` in a write transaction and returns its result once that transaction
+/// committed. Writes arriving together share one transaction (group commit,
+/// [`crate::store::GroupCommit`]), each in a savepoint of its own: on an error only this write's
+/// savepoint is rolled back, so nothing of a failed write is kept and the others are unaffected.
 pub async fn transact<T, E>(
     state: &AppState,
     operate: impl AsyncFnOnce(&mut Tx) -> Result<T, E>,
@@ -117,8 +119,5 @@ pub async fn transact<T, E>(
 where
     E: From<StoreError>,
 {
-    let mut tx = state.store.begin().await?;
-    let out = operate(&mut tx).await?;
-    tx.commit().await?;
-    Ok(out)
+    state.writes.run(operate).await
 }

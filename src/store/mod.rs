@@ -21,6 +21,8 @@ use crate::domain::{
     IntegrationId, LogEntry, Manager, OutboxMessage, StoreError, UserId, UserName, UserRecord,
 };
 
+mod auth_epoch;
+mod group_commit;
 pub mod lock;
 mod postgres;
 mod rows;
@@ -29,6 +31,8 @@ mod sqlite;
 
 use sql_filter::{Target, Where};
 
+pub use auth_epoch::AuthEpoch;
+pub use group_commit::GroupCommit;
 pub use rows::*;
 
 /// Maps a driver error: uniqueness violations become [`StoreError::Conflict`]; everything else is
@@ -429,7 +433,36 @@ impl Store {
     }
 }
 
+/// Runs one fixed statement on the transaction's connection.
+macro_rules! tx_statement {
+    ($tx:expr, $sql:literal) => {
+        match $tx {
+            Tx::Sqlite(t) => sqlx::raw_sql($sql).execute(&mut **t).await.map(|_| ()),
+            Tx::Postgres(t) => sqlx::raw_sql($sql).execute(&mut **t).await.map(|_| ()),
+        }
+        .map_err(db_err)
+    };
+}
+
 impl Tx {
+    /// Opens the savepoint one request of a shared transaction works in ([`GroupCommit`]).
+    pub async fn savepoint(&mut self) -> Result<(), StoreError> {
+        tx_statement!(self, "SAVEPOINT essentry_write")
+    }
+
+    /// Keeps what was written since [`Tx::savepoint`] (as part of the transaction).
+    pub async fn release_savepoint(&mut self) -> Result<(), StoreError> {
+        tx_statement!(self, "RELEASE SAVEPOINT essentry_write")
+    }
+
+    /// Undoes what was written since [`Tx::savepoint`] and closes the savepoint.
+    pub async fn rollback_to_savepoint(&mut self) -> Result<(), StoreError> {
+        tx_statement!(
+            self,
+            "ROLLBACK TO SAVEPOINT essentry_write; RELEASE SAVEPOINT essentry_write"
+        )
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(t) => t.commit().await.map_err(db_err),

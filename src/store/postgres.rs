@@ -42,6 +42,8 @@ pub use backend_tokens::*;
 #[derive(Clone)]
 pub struct PgStore {
     pub(crate) pool: sqlx::PgPool,
+    /// Bumped by every integration deletion made through this process (`auth_epoch.rs`).
+    pub(crate) local_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl PgStore {
@@ -88,7 +90,10 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(Box::new(e)))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            local_epoch: Default::default(),
+        })
     }
 
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {

@@ -50,6 +50,8 @@ pub struct SqliteStore {
     pub(crate) write: sqlx::SqlitePool,
     /// The database file (locks live beside it).
     pub(crate) path: std::path::PathBuf,
+    /// Bumped by every integration deletion made through this process (`auth_epoch.rs`).
+    pub(crate) local_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SqliteStore {
@@ -86,6 +88,7 @@ impl SqliteStore {
             read,
             write,
             path: path.to_path_buf(),
+            local_epoch: Default::default(),
         })
     }
 

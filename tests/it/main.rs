@@ -27,6 +27,7 @@ mod outbox_poison;
 mod ownership;
 mod ownership_support;
 mod replicas;
+mod scim_concurrency;
 mod scim_groups;
 mod scim_interop;
 mod scim_protocol;
