@@ -13,9 +13,12 @@
 //!   one user, and the schedule that runs cycles inside `serve`.
 //! - [`notify`]: delivery of the outbox (guest emails): templates, SMTP or `.eml` files, and
 //!   the worker `serve` runs (leased claims, backoff, dead messages).
-//! - [`store`]: sqlx storage, SQLite (embedded default) and PostgreSQL, one SQL source for both.
-//! - [`scim`]: the SCIM 2.0 push endpoint (RFC 7643/7644): router, filter, PATCH, errors, and
-//!   the write skeleton with the request-cost limits.
+//! - [`store`]: sqlx storage, SQLite (embedded default) and PostgreSQL, one SQL source for both;
+//!   group commit (concurrent writes share a transaction, a savepoint each) and the
+//!   integrations' epoch that token caches are checked against.
+//! - [`scim`]: the SCIM 2.0 push endpoint (RFC 7643/7644): router, bearer-token auth with a
+//!   cache of token lookups, filter, PATCH, errors, and the write skeleton with the request-cost
+//!   limits.
 //! - [`integrations`]: creating, listing (masked or revealed) and deleting integrations.
 //! - [`secrets`]: integration tokens (hashed for verification, sealed for the reveal) and keys.
 //! - [`config`]: settings from `config/essentry-sync.toml` and the environment.

@@ -2,7 +2,8 @@
 //! (one WAL write on SQLite, one WAL flush on PostgreSQL), while each still gets its own result.
 //!
 //! A request takes the batch lock, opens the shared transaction if none is open, and runs its
-//! work inside a savepoint of its own. Its work failing (a uniqueness conflict, a stale
+//! work inside a savepoint of its own (savepoints of one name nest; a kept one is released by
+//! the commit). Its work failing (a uniqueness conflict, a stale
 //! version, any error) rolls back to that savepoint only: what the other requests of the batch
 //! wrote stays, and only this request sees the error. Afterwards, when more requests are queued
 //! for the lock and the batch is not full, it leaves the transaction open for them and waits
@@ -178,11 +179,12 @@ impl GroupCommit {
             return Err(StoreError::Database("no open write transaction".into()).into());
         };
         let out = operate(tx).await;
-        let closed = match &out {
-            Ok(_) => tx.release_savepoint().await,
-            Err(_) => tx.rollback_to_savepoint().await,
-        };
-        if let Err(e) = closed {
+        // A kept savepoint is not released: the commit releases them all, and a later
+        // `ROLLBACK TO` names the most recent savepoint of that name, so this saves a round trip
+        // per request.
+        if out.is_err()
+            && let Err(e) = tx.rollback_to_savepoint().await
+        {
             Self::abandon(batch, &e);
             return Err(e.into());
         }

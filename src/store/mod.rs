@@ -11,7 +11,9 @@
 //! database's own driver and native types — no `Any` driver, which cannot decode timestamps or booleans
 //! portably, and no `query!` macros, which would need a live database or committed offline data
 //! at build time. [`Store`] and [`Tx`] pick the backend at run time and forward to it. The records
-//! live in `rows.rs`; `lock.rs` holds the cross-process locks (cycles, one `serve` per SQLite).
+//! live in `rows.rs`; `lock.rs` holds the cross-process locks (cycles, one `serve` per SQLite);
+//! `group_commit.rs` lets concurrent writes share one transaction (a savepoint each), and
+//! `auth_epoch.rs` tells token caches that an integration was deleted.
 
 use chrono::{DateTime, Utc};
 
@@ -450,12 +452,7 @@ impl Tx {
         tx_statement!(self, "SAVEPOINT essentry_write")
     }
 
-    /// Keeps what was written since [`Tx::savepoint`] (as part of the transaction).
-    pub async fn release_savepoint(&mut self) -> Result<(), StoreError> {
-        tx_statement!(self, "RELEASE SAVEPOINT essentry_write")
-    }
-
-    /// Undoes what was written since [`Tx::savepoint`] and closes the savepoint.
+    /// Undoes what was written since the most recent [`Tx::savepoint`] and closes it.
     pub async fn rollback_to_savepoint(&mut self) -> Result<(), StoreError> {
         tx_statement!(
             self,

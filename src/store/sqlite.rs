@@ -44,9 +44,87 @@ pub use backend_metrics::*;
 pub use backend_outbox::*;
 pub use backend_tokens::*;
 
+/// The read-only connections. Not a `sqlx::Pool`: the pool pings a connection on every acquire
+/// and on every release, each a round trip to the connection's worker thread, which made up half
+/// of a lookup's database time. A file on local disk cannot go stale, and a query dropped midway
+/// resets its statement (ending its read snapshot), so a connection is handed out as it is.
+pub(crate) struct Readers {
+    conns: Vec<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>,
+    /// One permit per connection: a holder of a permit always finds a free connection.
+    permits: tokio::sync::Semaphore,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// A reader, held until dropped (the connection is unlocked before its permit is returned).
+pub(crate) struct Reader<'a> {
+    conn: tokio::sync::MappedMutexGuard<'a, sqlx::SqliteConnection>,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = sqlx::SqliteConnection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Reader<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl Readers {
+    async fn open(options: &SqliteConnectOptions, count: u32) -> Result<Self, StoreError> {
+        use sqlx::ConnectOptions;
+        let mut conns = Vec::new();
+        for _ in 0..count.max(1) {
+            let conn = options.connect().await.map_err(db_err)?;
+            conns.push(tokio::sync::Mutex::new(Some(conn)));
+        }
+        Ok(Self {
+            permits: tokio::sync::Semaphore::new(conns.len()),
+            conns,
+            next: Default::default(),
+        })
+    }
+
+    /// A free reader, waiting for one when all are taken.
+    pub(crate) async fn acquire(&self) -> Result<Reader<'_>, sqlx::Error> {
+        use std::sync::atomic::Ordering;
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let n = self.conns.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let guard = (0..n)
+            .find_map(|i| self.conns[(start + i) % n].try_lock().ok())
+            .ok_or(sqlx::Error::PoolTimedOut)?;
+        let conn = tokio::sync::MutexGuard::try_map(guard, Option::as_mut)
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        Ok(Reader {
+            conn,
+            _permit: permit,
+        })
+    }
+
+    async fn close(&self) {
+        use sqlx::Connection;
+        self.permits.close();
+        for slot in &self.conns {
+            if let Some(conn) = slot.lock().await.take() {
+                let _ = conn.close().await;
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
-    pub(crate) read: sqlx::SqlitePool,
+    pub(crate) read: std::sync::Arc<Readers>,
     pub(crate) write: sqlx::SqlitePool,
     /// The database file (locks live beside it).
     pub(crate) path: std::path::PathBuf,
@@ -69,9 +147,12 @@ impl SqliteStore {
             .foreign_keys(true)
             .pragma("case_sensitive_like", "ON")
             .pragma("cache_size", "-4000");
+        // No ping before handing the writer out (a local file cannot go stale); the pool still
+        // pings it on release, which flushes a transaction a dropped request left behind.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .test_before_acquire(false)
             .connect_with(base.clone())
             .await
             .map_err(db_err)?;
@@ -79,11 +160,7 @@ impl SqliteStore {
             .run(&write)
             .await
             .map_err(|e| StoreError::Database(Box::new(e)))?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(readers.max(1))
-            .connect_with(base.read_only(true))
-            .await
-            .map_err(db_err)?;
+        let read = std::sync::Arc::new(Readers::open(&base.read_only(true), readers).await?);
         Ok(Self {
             read,
             write,
