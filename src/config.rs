@@ -31,8 +31,9 @@ pub struct ScimSettings {
     /// Most values in one multi-valued attribute such as `emails` (`400 invalidValue` beyond);
     /// group members are not counted.
     pub max_multi_valued: usize,
-    /// Most write requests that share one transaction (group commit: writes arriving together
-    /// commit together, each with its own result; 1 gives every write its own transaction).
+    /// Most write requests that share one transaction on SQLite (group commit: writes arriving
+    /// together commit together, each with its own result; 1 gives every write its own
+    /// transaction). PostgreSQL always gives every write its own transaction.
     pub group_commit_max: usize,
 }
 
