@@ -162,6 +162,7 @@ pub async fn measure(
         scenario.label(),
         WARM_UP.as_secs()
     );
+    let log_start = std::fs::metadata(server.log_path()).map_or(0, |m| m.len());
     let warm = run_phase(sh, scenario, WARM_UP).await;
     if warm.errors > 0 {
         eprintln!(
@@ -184,6 +185,24 @@ pub async fn measure(
             "ran out of non-member users after {:.1} s (the rate is over that time)",
             r.elapsed.as_secs_f64()
         ));
+    }
+    if warm.errors > 0 || r.errors > 0 {
+        // The server's own account of the errors (the temp dir and its log are deleted at the
+        // end unless `--keep` is given).
+        let (lines, _) = server.log_problems_since(log_start, 40);
+        eprintln!(
+            "    server log ({}) during this scenario, WARN/ERROR lines:",
+            server.log_path().display()
+        );
+        for l in &lines {
+            eprintln!("      {l}");
+        }
+        if lines.is_empty() {
+            eprintln!("      (none)");
+        }
+        for s in &r.error_samples {
+            eprintln!("    error sample: {s}");
+        }
     }
     let note = (!notes.is_empty()).then(|| notes.join("; "));
     let m = Measured {

@@ -3,8 +3,11 @@
 //! Run it (release build) with:
 //!
 //! ```text
-//! cargo bench --bench scim_load -- [--backend sqlite|postgres|both] [--users N] [--seconds S] [--concurrency C]
+//! cargo bench --bench scim_load -- [--backend sqlite|postgres|both] [--users N] [--seconds S] [--concurrency C] [--keep]
 //! ```
+//!
+//! `--keep` keeps the temporary directory (SQLite database, `server.log`) and prints its path.
+//! When a scenario has errors, the server log's WARN/ERROR lines of that scenario are printed.
 //!
 //! Defaults: `--backend both --users 100000 --seconds 10 --concurrency 32`. PostgreSQL is reached
 //! at `postgres://postgres@127.0.0.1:5432/postgres` (override with `ESSENTRY_BENCH_POSTGRES_URL`);
@@ -79,10 +82,12 @@ pub struct Options {
     pub users: usize,
     pub seconds: u64,
     pub concurrency: usize,
+    /// Keep the temporary directory (SQLite file, server log) instead of deleting it.
+    pub keep: bool,
 }
 
 const USAGE: &str = "usage: cargo bench --bench scim_load -- [--backend sqlite|postgres|both] \
-                     [--users 100000] [--seconds 10] [--concurrency 32]";
+                     [--users 100000] [--seconds 10] [--concurrency 32] [--keep]";
 
 fn parse_args() -> Result<Options> {
     let mut opts = Options {
@@ -90,6 +95,7 @@ fn parse_args() -> Result<Options> {
         users: 100_000,
         seconds: 10,
         concurrency: 32,
+        keep: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -119,6 +125,7 @@ fn parse_args() -> Result<Options> {
             "--users" => opts.users = value()?.parse().context("--users")?,
             "--seconds" => opts.seconds = value()?.parse().context("--seconds")?,
             "--concurrency" => opts.concurrency = value()?.parse().context("--concurrency")?,
+            "--keep" => opts.keep = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -201,6 +208,21 @@ async fn run_one(backend: Backend, opts: Options) -> Result<BackendReport> {
         .tempdir()
         .context("creating a temp dir")?;
     let path = dir.path().to_owned();
+    let keep = opts.keep;
+    let result = run_in(backend, opts, &path).await;
+    if keep {
+        let kept = dir.keep();
+        eprintln!(
+            "{}: kept {} (server log: server.log)",
+            backend.name(),
+            kept.display()
+        );
+    }
+    result
+}
+
+async fn run_in(backend: Backend, opts: Options, path: &Path) -> Result<BackendReport> {
+    let path = path.to_owned();
     match backend {
         Backend::Sqlite => {
             let url = format!("sqlite://{}", path.join("data/essentry.db").display());

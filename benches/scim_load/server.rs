@@ -39,6 +39,27 @@ impl Server {
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
+
+    /// The server's log file (`warn` and above).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The server's stderr lines from byte `from` on that are at WARN or ERROR level (at most
+    /// `max` of them, the first ones), and the log's length now.
+    pub fn log_problems_since(&self, from: u64, max: usize) -> (Vec<String>, u64) {
+        let bytes = std::fs::read(&self.log).unwrap_or_default();
+        let len = bytes.len() as u64;
+        let start = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+        let text = String::from_utf8_lossy(&bytes[start..]);
+        let lines = text
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .take(max)
+            .map(str::to_owned)
+            .collect();
+        (lines, len)
+    }
 }
 
 fn free_port() -> Result<u16> {
