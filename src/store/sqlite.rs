@@ -48,30 +48,54 @@ pub use backend_tokens::*;
 /// and on every release, each a round trip to the connection's worker thread, which made up half
 /// of a lookup's database time. A file on local disk cannot go stale, and a query dropped midway
 /// resets its statement (ending its read snapshot), so a connection is handed out as it is.
+///
+/// The free connections are a list, taken from and given back to under a lock, never searched
+/// for: a hand-out that scanned per-connection locks for a free one after taking a permit could
+/// miss the connection freed behind its scan (while it scanned, one reader gave back connection
+/// 1 and another took connection 2) and failed a request with "pool timed out" although a
+/// connection was free (the two HTTP 500s of the lookup benchmark).
 pub(crate) struct Readers {
-    conns: Vec<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>,
-    /// One permit per connection: a holder of a permit always finds a free connection.
+    /// The connections not handed out.
+    free: std::sync::Mutex<Vec<sqlx::SqliteConnection>>,
+    /// One permit per connection in `free`: a connection is put back before its permit is
+    /// returned, so a holder of a permit always finds one there.
     permits: tokio::sync::Semaphore,
-    next: std::sync::atomic::AtomicUsize,
+    count: u32,
 }
 
-/// A reader, held until dropped (the connection is unlocked before its permit is returned).
+/// A reader, held until dropped (the connection goes back to the free list before its permit
+/// is returned, also when the request holding it is cancelled midway).
 pub(crate) struct Reader<'a> {
-    conn: tokio::sync::MappedMutexGuard<'a, sqlx::SqliteConnection>,
+    /// `Some` until dropped.
+    conn: Option<sqlx::SqliteConnection>,
+    readers: &'a Readers,
     _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.readers.free_list().push(conn);
+        }
+        // `_permit` is returned after this.
+    }
 }
 
 impl std::ops::Deref for Reader<'_> {
     type Target = sqlx::SqliteConnection;
 
     fn deref(&self) -> &Self::Target {
-        &self.conn
+        self.conn
+            .as_ref()
+            .expect("a reader holds its connection until dropped")
     }
 }
 
 impl std::ops::DerefMut for Reader<'_> {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.conn
+        self.conn
+            .as_mut()
+            .expect("a reader holds its connection until dropped")
     }
 }
 
@@ -80,44 +104,51 @@ impl Readers {
         use sqlx::ConnectOptions;
         let mut conns = Vec::new();
         for _ in 0..count.max(1) {
-            let conn = options.connect().await.map_err(db_err)?;
-            conns.push(tokio::sync::Mutex::new(Some(conn)));
+            conns.push(options.connect().await.map_err(db_err)?);
         }
         Ok(Self {
             permits: tokio::sync::Semaphore::new(conns.len()),
-            conns,
-            next: Default::default(),
+            count: count.max(1),
+            free: std::sync::Mutex::new(conns),
         })
+    }
+
+    /// The free list (a panic elsewhere while it was locked cannot leave it half-changed: it is
+    /// only ever pushed to and popped from).
+    fn free_list(&self) -> std::sync::MutexGuard<'_, Vec<sqlx::SqliteConnection>> {
+        self.free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A free reader, waiting for one when all are taken.
     pub(crate) async fn acquire(&self) -> Result<Reader<'_>, sqlx::Error> {
-        use std::sync::atomic::Ordering;
         let permit = self
             .permits
             .acquire()
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
-        let n = self.conns.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let guard = (0..n)
-            .find_map(|i| self.conns[(start + i) % n].try_lock().ok())
-            .ok_or(sqlx::Error::PoolTimedOut)?;
-        let conn = tokio::sync::MutexGuard::try_map(guard, Option::as_mut)
-            .map_err(|_| sqlx::Error::PoolClosed)?;
+        // Nothing awaits from here on: a cancelled acquire gives its permit back and takes no
+        // connection.
+        let conn = self.free_list().pop().ok_or(sqlx::Error::PoolClosed)?;
         Ok(Reader {
-            conn,
+            conn: Some(conn),
+            readers: self,
             _permit: permit,
         })
     }
 
+    /// Waits for the readers handed out to come back, then closes every connection; acquiring
+    /// fails from then on.
     async fn close(&self) {
         use sqlx::Connection;
+        // Every permit: the connections handed out are back, and no one else gets one.
+        let all = self.permits.acquire_many(self.count).await;
         self.permits.close();
-        for slot in &self.conns {
-            if let Some(conn) = slot.lock().await.take() {
-                let _ = conn.close().await;
-            }
+        drop(all);
+        let conns = std::mem::take(&mut *self.free_list());
+        for conn in conns {
+            let _ = conn.close().await;
         }
     }
 }

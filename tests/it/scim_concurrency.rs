@@ -219,3 +219,66 @@ backend_test! {
         app.finish().await;
     }
 }
+
+backend_test! {
+    /// A lookup never fails for want of a free read connection: lookups are cancelled midway
+    /// (a client that hangs up), then 16 tasks look a user up over and over on a store with two
+    /// readers, so that connections are constantly handed out and given back while other
+    /// lookups are waiting for one. Every lookup must find the user. (On SQLite, a hand-out
+    /// that scanned the connections for an unlocked one after taking a permit could miss the
+    /// connection freed behind its scan and fail with "pool timed out": the two HTTP 500s of
+    /// the lookup benchmark.)
+    multi_thread async fn scim_lookups_always_get_a_reader_also_after_cancelled_ones(backend) {
+        let app = TestApp::spawn(backend).await;
+        app.create_user("lookup@contoso.com", "Lookup", "User").await;
+        let store = Store::connect(&StoreConfig {
+            url: app.database_url(),
+            max_connections: 2,
+            pg_schema: None,
+        })
+        .await
+        .expect("a store with two readers");
+        let account = app.account.clone();
+        let name = UserName::parse("lookup@contoso.com").expect("name");
+
+        // Lookups dropped at different points of their query.
+        for i in 0..64 {
+            let (store, account, name) = (store.clone(), account.clone(), name.clone());
+            let task = tokio::spawn(async move { store.user_by_name(&account, &name).await });
+            for _ in 0..i % 8 {
+                tokio::task::yield_now().await;
+            }
+            task.abort();
+            if let Ok(result) = task.await {
+                result.expect("a lookup that finished before its cancellation");
+            }
+        }
+
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (store, account, name) = (store.clone(), account.clone(), name.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut failures = Vec::new();
+                for _ in 0..1_500 {
+                    match store.user_by_name(&account, &name).await {
+                        Ok(Some(u)) if u.attrs.user_name == name => {}
+                        other => failures.push(format!("{other:?}")),
+                    }
+                }
+                failures
+            }));
+        }
+        let mut failures = Vec::new();
+        for t in tasks {
+            failures.extend(t.await.expect("lookup task"));
+        }
+        assert!(
+            failures.is_empty(),
+            "{backend:?}: {} of 24000 lookups failed, e.g. {:?}",
+            failures.len(),
+            failures.first()
+        );
+        store.close().await;
+        app.finish().await;
+    }
+}
