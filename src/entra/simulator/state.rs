@@ -8,6 +8,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::changes::{Change, ChangeLog, user_diff};
+
 /// A user object, with the properties the sync reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimUser {
@@ -145,9 +147,19 @@ pub(super) enum Object<'a> {
     Group(&'a SimGroup),
 }
 
+/// A soft-deleted user in the recycle bin, with what a restore gives back.
+#[derive(Debug, Clone)]
+pub(super) struct Deleted {
+    pub user: SimUser,
+    /// Groups the user was a direct member of.
+    pub groups: Vec<String>,
+    pub assigned: bool,
+}
+
 /// The simulated tenant. The identity fields are public; the directory changes through methods
 /// that keep memberships and assignments consistent (deleting a user also removes it from
-/// groups and drops its assignments, as Entra does).
+/// groups and drops its assignments, as Entra does), and that record each change for the delta
+/// queries.
 #[derive(Debug, Clone)]
 pub struct Tenant {
     /// The directory (tenant) id, a GUID.
@@ -170,9 +182,17 @@ pub struct Tenant {
     /// The service principal's display name (`resourceDisplayName` of assignments).
     pub app_display_name: String,
     users: HashMap<String, SimUser>,
+    /// Active users by ascending ordinal.
     user_order: Vec<String>,
     groups: Vec<SimGroup>,
     assignments: Vec<Assignment>,
+    /// Soft-deleted users (the recycle bin).
+    deleted_users: HashMap<String, Deleted>,
+    /// A stable position for every user and group ever added (kept after deletion), the order
+    /// in which delta queries list objects.
+    ordinals: HashMap<String, u64>,
+    next_ordinal: u64,
+    pub(super) log: ChangeLog,
 }
 
 impl Tenant {
@@ -196,15 +216,56 @@ impl Tenant {
             user_order: Vec::new(),
             groups: Vec::new(),
             assignments: Vec::new(),
+            deleted_users: HashMap::new(),
+            ordinals: HashMap::new(),
+            next_ordinal: 0,
+            log: ChangeLog::default(),
         }
     }
 
-    /// Adds a user (or replaces the one with the same id) and returns its id.
+    /// The ordinal of an object, given on first sight.
+    fn ordinal_for(&mut self, id: &str) -> u64 {
+        if let Some(o) = self.ordinals.get(id) {
+            return *o;
+        }
+        self.next_ordinal += 1;
+        self.ordinals.insert(id.to_owned(), self.next_ordinal);
+        self.next_ordinal
+    }
+
+    /// The delta-query order of a user or group ever added (also after deletion).
+    pub(super) fn ordinal(&self, id: &str) -> Option<u64> {
+        self.ordinals.get(id).copied()
+    }
+
+    /// Puts an active user's id into `user_order` at its ordinal's place.
+    fn insert_in_order(&mut self, id: String, ordinal: u64) {
+        let at = self
+            .user_order
+            .partition_point(|u| self.ordinals.get(u).copied().unwrap_or(0) < ordinal);
+        self.user_order.insert(at, id);
+    }
+
+    /// Adds a user (or replaces the one with the same id) and returns its id. A soft-deleted
+    /// user with the same id leaves the recycle bin for good.
     pub fn add_user(&mut self, user: SimUser) -> String {
         let id = user.id.clone();
-        if self.users.insert(id.clone(), user).is_none() {
-            self.user_order.push(id.clone());
+        if let Some(old) = self.users.get(&id) {
+            let props = user_diff(old, &user);
+            self.users.insert(id.clone(), user);
+            if props != 0 {
+                self.log.record(Change::UserUpdated {
+                    id: id.clone(),
+                    props,
+                });
+            }
+            return id;
         }
+        self.deleted_users.remove(&id);
+        let ordinal = self.ordinal_for(&id);
+        self.users.insert(id.clone(), user);
+        self.insert_in_order(id.clone(), ordinal);
+        self.log.record(Change::UserCreated(id.clone()));
         id
     }
 
@@ -227,32 +288,146 @@ impl Tenant {
         self.users.len()
     }
 
-    /// Changes a user in place; false when there is no such user. The id cannot change.
+    /// Changes a user in place (a rename, a new department...); false when there is no such
+    /// user. The id cannot change. The changed properties are recorded for `users/delta`.
     pub fn update_user(&mut self, id: &str, change: impl FnOnce(&mut SimUser)) -> bool {
         let Some(user) = self.users.get_mut(id) else {
             return false;
         };
+        let before = user.clone();
         change(user);
         user.id = id.to_owned();
+        let props = user_diff(&before, user);
+        if props != 0 {
+            self.log.record(Change::UserUpdated {
+                id: id.to_owned(),
+                props,
+            });
+        }
         true
     }
 
-    /// Deletes a user, its group memberships and its assignments.
+    /// Sets `accountEnabled` to false; false when there is no such user.
+    pub fn disable_user(&mut self, id: &str) -> bool {
+        self.update_user(id, |u| u.account_enabled = false)
+    }
+
+    /// Deletes a user for good (also from the recycle bin), with its group memberships and its
+    /// assignments. `users/delta` reports it `@removed` with reason `deleted`.
     pub fn remove_user(&mut self, id: &str) -> Option<SimUser> {
-        let user = self.users.remove(id)?;
-        self.user_order.retain(|u| u != id);
-        self.forget_principal(id);
+        let user = match self.users.remove(id) {
+            Some(user) => {
+                self.user_order.retain(|u| u != id);
+                self.forget_principal(id, false);
+                user
+            }
+            None => self.deleted_users.remove(id)?.user,
+        };
+        self.log.record(Change::UserPurged(id.to_owned()));
         Some(user)
     }
 
-    /// Adds a group (or replaces the one with the same id) and returns its id.
+    /// Deletes a user into the recycle bin (Entra's default delete): it leaves every group and
+    /// loses its assignments, and `users/delta` reports it `@removed` with reason `changed`.
+    /// False when there is no such active user.
+    pub fn soft_delete_user(&mut self, id: &str) -> bool {
+        let Some(user) = self.users.remove(id) else {
+            return false;
+        };
+        self.user_order.retain(|u| u != id);
+        let groups = self
+            .groups
+            .iter()
+            .filter(|g| g.members.iter().any(|m| m == id))
+            .map(|g| g.id.clone())
+            .collect();
+        let assigned = self.is_assigned(id);
+        self.forget_principal(id, false);
+        self.deleted_users.insert(
+            id.to_owned(),
+            Deleted {
+                user,
+                groups,
+                assigned,
+            },
+        );
+        self.log.record(Change::UserSoftDeleted(id.to_owned()));
+        true
+    }
+
+    /// Restores a soft-deleted user with its group memberships (of groups that still exist)
+    /// and its assignment. False when the recycle bin has no such user.
+    pub fn restore_user(&mut self, id: &str) -> bool {
+        let Some(deleted) = self.deleted_users.remove(id) else {
+            return false;
+        };
+        let ordinal = self.ordinal_for(id);
+        self.users.insert(id.to_owned(), deleted.user);
+        self.insert_in_order(id.to_owned(), ordinal);
+        self.log.record(Change::UserRestored(id.to_owned()));
+        for g in &deleted.groups {
+            self.add_member(g, id);
+        }
+        if deleted.assigned {
+            self.assign(id);
+        }
+        true
+    }
+
+    /// Active users with their ordinals, in ordinal order, from the first whose ordinal is at
+    /// least `ordinal`.
+    pub(super) fn users_from(&self, ordinal: u64) -> impl Iterator<Item = (u64, &SimUser)> {
+        let ord = |id: &String| self.ordinals.get(id).copied().unwrap_or(0);
+        let at = self.user_order.partition_point(|id| ord(id) < ordinal);
+        self.user_order[at..]
+            .iter()
+            .filter_map(move |id| Some((ord(id), self.users.get(id)?)))
+    }
+
+    /// A soft-deleted user in the recycle bin.
+    pub fn deleted_user(&self, id: &str) -> Option<&SimUser> {
+        self.deleted_users.get(id).map(|d| &d.user)
+    }
+
+    /// Whether a user with this id is in the recycle bin.
+    pub(super) fn is_soft_deleted(&self, id: &str) -> bool {
+        self.deleted_users.contains_key(id)
+    }
+
+    /// The position of the change log (the number of changes recorded since the simulator
+    /// started): tests compare it before and after a step to see whether it changed anything.
+    pub fn change_position(&self) -> u64 {
+        self.log.position()
+    }
+
+    /// Adds a group (or replaces the one with the same id: its name and members) and returns
+    /// its id.
     pub fn add_group(&mut self, group: SimGroup) -> String {
         let id = group.id.clone();
-        match self.groups.iter_mut().find(|g| g.id == id) {
-            Some(existing) => *existing = group,
-            None => self.groups.push(group),
+        if self.group(&id).is_some() {
+            self.rename_group(&id, &group.display_name);
+            self.set_members(&id, group.members);
+            return id;
+        }
+        self.ordinal_for(&id);
+        self.log.record(Change::GroupCreated(id.clone()));
+        let members = group.members.clone();
+        self.groups.push(group);
+        for m in &members {
+            self.record_member(&id, m, true);
         }
         id
+    }
+
+    /// Records a membership change; the member's kind is read from the directory.
+    fn record_member(&mut self, group: &str, member: &str, added: bool) {
+        let is_group = self.group(member).is_some();
+        self.log.record(Change::Member {
+            group: group.to_owned(),
+            member: member.to_owned(),
+            is_group,
+            added,
+        });
     }
 
     pub fn group(&self, id: &str) -> Option<&SimGroup> {
@@ -265,61 +440,72 @@ impl Tenant {
 
     /// Renames a group; false when there is no such group.
     pub fn rename_group(&mut self, id: &str, display_name: &str) -> bool {
-        match self.groups.iter_mut().find(|g| g.id == id) {
-            Some(g) => {
-                g.display_name = display_name.to_owned();
-                true
-            }
-            None => false,
+        let Some(g) = self.groups.iter_mut().find(|g| g.id == id) else {
+            return false;
+        };
+        if g.display_name != display_name {
+            g.display_name = display_name.to_owned();
+            self.log.record(Change::GroupRenamed(id.to_owned()));
         }
+        true
     }
 
     /// Deletes a group, its membership in other groups and its assignments.
     pub fn remove_group(&mut self, id: &str) -> Option<SimGroup> {
         let at = self.groups.iter().position(|g| g.id == id)?;
         let group = self.groups.remove(at);
-        self.forget_principal(id);
+        self.forget_principal(id, true);
+        self.log.record(Change::GroupDeleted(id.to_owned()));
         Some(group)
     }
 
-    /// Replaces a group's members; false when there is no such group.
+    /// Replaces a group's members; false when there is no such group. Members that left and
+    /// joined are recorded for `groups/delta`.
     pub fn set_members<I, S>(&mut self, group_id: &str, members: I) -> bool
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        match self.groups.iter_mut().find(|g| g.id == group_id) {
-            Some(g) => {
-                g.members = members.into_iter().map(Into::into).collect();
-                true
-            }
-            None => false,
+        let new: Vec<String> = members.into_iter().map(Into::into).collect();
+        let Some(g) = self.groups.iter_mut().find(|g| g.id == group_id) else {
+            return false;
+        };
+        let old = std::mem::replace(&mut g.members, new.clone());
+        let old_set: HashSet<&str> = old.iter().map(String::as_str).collect();
+        let new_set: HashSet<&str> = new.iter().map(String::as_str).collect();
+        for m in old.iter().filter(|m| !new_set.contains(m.as_str())) {
+            self.record_member(group_id, m, false);
         }
+        for m in new.iter().filter(|m| !old_set.contains(m.as_str())) {
+            self.record_member(group_id, m, true);
+        }
+        true
     }
 
     /// Adds one member (user or group id) unless already there; false when there is no group.
     pub fn add_member(&mut self, group_id: &str, member_id: &str) -> bool {
-        match self.groups.iter_mut().find(|g| g.id == group_id) {
-            Some(g) => {
-                if !g.members.iter().any(|m| m == member_id) {
-                    g.members.push(member_id.to_owned());
-                }
-                true
-            }
-            None => false,
+        let Some(g) = self.groups.iter_mut().find(|g| g.id == group_id) else {
+            return false;
+        };
+        if !g.members.iter().any(|m| m == member_id) {
+            g.members.push(member_id.to_owned());
+            self.record_member(group_id, member_id, true);
         }
+        true
     }
 
     /// Removes one member; false when the group or the membership does not exist.
     pub fn remove_member(&mut self, group_id: &str, member_id: &str) -> bool {
-        match self.groups.iter_mut().find(|g| g.id == group_id) {
-            Some(g) => {
-                let before = g.members.len();
-                g.members.retain(|m| m != member_id);
-                g.members.len() != before
-            }
-            None => false,
+        let Some(g) = self.groups.iter_mut().find(|g| g.id == group_id) else {
+            return false;
+        };
+        let before = g.members.len();
+        g.members.retain(|m| m != member_id);
+        let removed = g.members.len() != before;
+        if removed {
+            self.record_member(group_id, member_id, false);
         }
+        removed
     }
 
     /// Assigns the app role to a user or group (idempotent). False when no such principal.
@@ -338,6 +524,10 @@ impl Tenant {
                 principal_type,
                 created_date_time: Utc::now(),
             });
+            self.log.record(Change::Assignment {
+                principal: principal_id.to_owned(),
+                assigned: true,
+            });
         }
         true
     }
@@ -354,13 +544,24 @@ impl Tenant {
             },
             created_date_time: Utc::now(),
         });
+        self.log.record(Change::Assignment {
+            principal: principal_id.to_owned(),
+            assigned: true,
+        });
     }
 
     /// Removes the principal's assignment; false when it had none.
     pub fn unassign(&mut self, principal_id: &str) -> bool {
         let before = self.assignments.len();
         self.assignments.retain(|a| a.principal_id != principal_id);
-        self.assignments.len() != before
+        let removed = self.assignments.len() != before;
+        if removed {
+            self.log.record(Change::Assignment {
+                principal: principal_id.to_owned(),
+                assigned: false,
+            });
+        }
+        removed
     }
 
     pub fn is_assigned(&self, principal_id: &str) -> bool {
@@ -503,12 +704,26 @@ impl Tenant {
         }
     }
 
-    /// Drops a deleted principal from every group and its assignments.
-    fn forget_principal(&mut self, id: &str) {
+    /// Drops a deleted principal from every group and its assignments, recording both.
+    fn forget_principal(&mut self, id: &str, is_group: bool) {
+        let mut left = Vec::new();
         for g in &mut self.groups {
+            let before = g.members.len();
             g.members.retain(|m| m != id);
+            if g.members.len() != before {
+                left.push(g.id.clone());
+            }
         }
-        self.assignments.retain(|a| a.principal_id != id);
+        for group in left {
+            self.log.record(Change::Member {
+                group,
+                member: id.to_owned(),
+                is_group,
+                added: false,
+            });
+        }
+        // `unassign` records the assignment's removal, if there was one.
+        self.unassign(id);
     }
 }
 
