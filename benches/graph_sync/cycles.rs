@@ -497,6 +497,7 @@ async fn one_cycle(
         trigger: Trigger::Manual,
         dry_run: false,
         allow_deletes: false,
+        full: false,
     };
     let started = Instant::now();
     let report = run_cycle(env, integ, opts)

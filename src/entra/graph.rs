@@ -38,6 +38,7 @@ use serde_json::json;
 
 use super::auth::{AuthError, TokenSource};
 use super::cloud::Endpoints;
+use super::delta::Assigned;
 use super::dto;
 pub use super::read_error::{CallError, ReadError};
 use super::retry::{self, RetryBudget, RetryError, RetryPolicy, Verdict};
@@ -217,6 +218,10 @@ impl GraphReader {
         })))
     }
 
+    pub(super) fn config(&self) -> &ReaderConfig {
+        &self.0.config
+    }
+
     pub fn stats(&self) -> ReadStats {
         ReadStats {
             requests: self.0.requests.load(Ordering::Relaxed),
@@ -260,21 +265,14 @@ impl GraphReader {
 
     /// Reads everything in the application's scope. Only a complete read returns.
     pub async fn read_scope(&self) -> Result<ScopeRead, ReadError> {
-        let assignments = self.assignments().await?;
-        let mut direct: Vec<String> = Vec::new();
-        let mut groups: Vec<(String, Option<String>)> = Vec::new();
-        let (mut seen_u, mut seen_g) = (HashSet::new(), HashSet::new());
-        for a in &assignments {
-            match a.principal_type.as_deref() {
-                Some("User") if seen_u.insert(a.principal_id.to_ascii_lowercase()) => {
-                    direct.push(a.principal_id.clone());
-                }
-                Some("Group") if seen_g.insert(a.principal_id.to_ascii_lowercase()) => {
-                    groups.push((a.principal_id.clone(), a.principal_display_name.clone()));
-                }
-                _ => {}
-            }
-        }
+        let assigned = self.read_assignments().await?;
+        self.read_scope_of(&assigned).await
+    }
+
+    /// Reads the users `assigned` puts in scope (directly, and as members of the groups).
+    pub async fn read_scope_of(&self, assigned: &Assigned) -> Result<ScopeRead, ReadError> {
+        let direct = &assigned.direct;
+        let groups = &assigned.groups;
         let concurrency = self.0.config.concurrency.max(1);
         // Boxed with an explicit `Send` bound: spawned cycles need the future to be `Send`,
         // which the compiler cannot prove through the closures of a lazily mapped iterator.
@@ -282,7 +280,7 @@ impl GraphReader {
         for chunk in direct.chunks(GET_BY_IDS_MAX) {
             reads.push(Box::pin(self.users_by_ids(chunk.to_vec())));
         }
-        for (id, name) in &groups {
+        for (id, name) in groups {
             reads.push(Box::pin(self.group_users(id.clone(), name.clone())));
         }
         let read: Vec<Vec<EntraUser>> = stream::iter(reads)
@@ -301,7 +299,7 @@ impl GraphReader {
         }
         Ok(ScopeRead {
             snapshot: Snapshot::complete(users),
-            assignments: assignments.len(),
+            assignments: assigned.rows,
             direct_users: direct_count,
             groups: groups.len(),
         })
@@ -400,7 +398,7 @@ impl GraphReader {
         Ok(out)
     }
 
-    async fn assignments(&self) -> Result<Vec<dto::AppRoleAssignment>, ReadError> {
+    pub(super) async fn assignments(&self) -> Result<Vec<dto::AppRoleAssignment>, ReadError> {
         let sp = self.0.config.service_principal_id.clone();
         self.collect_pages("the application's assignments (appRoleAssignedTo)", || {
             self.0
@@ -413,7 +411,7 @@ impl GraphReader {
         .await
     }
 
-    async fn users_by_ids(&self, ids: Vec<String>) -> Result<Vec<EntraUser>, ReadError> {
+    pub(super) async fn users_by_ids(&self, ids: Vec<String>) -> Result<Vec<EntraUser>, ReadError> {
         let body = json!({ "ids": ids, "types": ["user"] });
         let what = format!("{} directly assigned users (getByIds)", ids.len());
         let page: dto::Page<dto::User> = self
@@ -441,7 +439,7 @@ impl GraphReader {
             .collect())
     }
 
-    async fn group_users(
+    pub(super) async fn group_users(
         &self,
         group: String,
         name: Option<String>,
@@ -489,6 +487,22 @@ impl GraphReader {
         T: DeserializeOwned,
         F: Fn() -> RequestHandler,
     {
+        Ok(self.walk_pages(what, first, false).await?.0)
+    }
+
+    /// Every page of a listing, each checked (see the module documentation). A delta listing
+    /// (`delta`) must end with an `@odata.deltaLink`, returned with the items; a page with
+    /// neither link is a broken listing.
+    pub(super) async fn walk_pages<T, F>(
+        &self,
+        what: &str,
+        first: F,
+        delta: bool,
+    ) -> Result<(Vec<T>, Option<String>), ReadError>
+    where
+        T: DeserializeOwned,
+        F: Fn() -> RequestHandler,
+    {
         let mut out: Vec<T> = Vec::new();
         let mut page: dto::Page<T> = self.send_json(what, &first).await?;
         let mut number = 1u32;
@@ -510,7 +524,18 @@ impl GraphReader {
                 });
             }
             let Some(next) = page.next_link else {
-                return Ok(out);
+                return match (delta, page.delta_link) {
+                    (false, _) => Ok((out, None)),
+                    (true, Some(link)) => {
+                        self.next_link(what, number + 1, &link)?;
+                        Ok((out, Some(link)))
+                    }
+                    (true, None) => Err(ReadError::BadPage {
+                        what: what.to_owned(),
+                        page: number,
+                        reason: "neither @odata.nextLink nor @odata.deltaLink".to_owned(),
+                    }),
+                };
             };
             number += 1;
             if number > self.0.config.max_pages {
@@ -529,18 +554,19 @@ impl GraphReader {
                     });
                 }
             }
-            page = self
-                .send_json(what, || {
-                    let mut h = self.0.client.custom(Method::GET, None);
-                    *AsMut::<Url>::as_mut(&mut h) = next.clone();
-                    h
-                })
-                .await?;
+            page = self.send_json(what, || self.get_url(&next)).await?;
         }
     }
 
+    /// A GET of an absolute URL (a `nextLink`, a stored `deltaLink`).
+    pub(super) fn get_url(&self, url: &Url) -> RequestHandler {
+        let mut h = self.0.client.custom(Method::GET, None);
+        *AsMut::<Url>::as_mut(&mut h) = url.clone();
+        h
+    }
+
     /// A `nextLink` must be an absolute URL on the Graph host we talk to.
-    fn next_link(&self, what: &str, page: u32, link: &str) -> Result<Url, ReadError> {
+    pub(super) fn next_link(&self, what: &str, page: u32, link: &str) -> Result<Url, ReadError> {
         let bad = |reason: String| ReadError::BadPage {
             what: what.to_owned(),
             page: page - 1,
@@ -558,7 +584,7 @@ impl GraphReader {
     }
 
     /// One request with retries, and one token refresh on a 401.
-    async fn send_json<T, F>(&self, what: &str, make: F) -> Result<T, ReadError>
+    pub(super) async fn send_json<T, F>(&self, what: &str, make: F) -> Result<T, ReadError>
     where
         T: DeserializeOwned,
         F: Fn() -> RequestHandler,
@@ -752,7 +778,7 @@ const MICROSOFT_GRAPH_HOSTS: &[&str] = &[
     "canary.graph.microsoft.com",
 ];
 
-fn entra_user(u: dto::User, assigned_via: Vec<Assignment>) -> Option<EntraUser> {
+pub(super) fn entra_user(u: dto::User, assigned_via: Vec<Assignment>) -> Option<EntraUser> {
     let object_id = match EntraObjectId::parse(&u.id) {
         Ok(id) => id,
         Err(_) => {

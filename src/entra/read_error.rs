@@ -52,6 +52,10 @@ pub enum ReadError {
     BadUrl(String),
     #[error("{0}")]
     NotFound(String),
+    /// Graph no longer accepts a stored delta link (410 Gone, `syncStateNotFound`,
+    /// `resyncRequired`): the cycle reads the whole scope again and takes fresh links.
+    #[error("Graph rejected the delta link of {what} ({code}); a full read starts over")]
+    DeltaRejected { what: String, code: String },
 }
 
 impl ReadError {
@@ -77,6 +81,7 @@ impl ReadError {
             Self::Retry { .. } => "retries_exhausted".to_owned(),
             Self::BadUrl(_) => "bad_url".to_owned(),
             Self::NotFound(_) => "not_found".to_owned(),
+            Self::DeltaRejected { .. } => "delta_rejected".to_owned(),
         }
     }
 }

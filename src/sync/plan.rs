@@ -69,6 +69,10 @@ pub struct Policy {
     /// When set, only these stored users may be deprovisioned (on-demand provisioning: the user
     /// asked for); any other deprovisioning is left out of the plan.
     pub deletable: Option<HashSet<UserId>>,
+    /// The threshold's base when the plan covers only part of the scope (an incremental cycle):
+    /// the users this integration manages and the users in its whole scope. `None`: counted
+    /// from `current` and the snapshot, which then hold everything.
+    pub totals: Option<(usize, usize)>,
 }
 
 impl Policy {
@@ -89,6 +93,7 @@ impl Policy {
             kept: HashSet::new(),
             deleted_in_entra: HashSet::new(),
             deletable: None,
+            totals: None,
         }
     }
 }
@@ -553,7 +558,10 @@ impl<'a> Planner<'a> {
             std::mem::take(&mut self.deprovisions)
                 .into_iter()
                 .partition(|d| self.policy.approved.contains(&d.user_id));
-        let base = DeletionThreshold::base(self.managed, self.users.len());
+        let base = match self.policy.totals {
+            Some((managed, in_scope)) => DeletionThreshold::base(managed, in_scope),
+            None => DeletionThreshold::base(self.managed, self.users.len()),
+        };
         let over = self.policy.threshold.exceeded(rest.len(), base);
         let mut stored = Stored {
             current: self.current,

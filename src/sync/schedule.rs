@@ -367,6 +367,7 @@ impl Runner {
                         trigger: Trigger::Scheduled,
                         dry_run: false,
                         allow_deletes: false,
+                        full: false,
                     };
                     if let Err(e) = run_cycle(&this.env, &integ, opts).await {
                         tracing::error!(integration = %name, error = %e, "sync cycle could not be recorded");
@@ -444,6 +445,8 @@ mod tests {
             started_at: started,
             finished_at: None,
             duration_ms: None,
+            mode: None,
+            full_reason: None,
         }
     }
 
