@@ -428,6 +428,14 @@ pub(super) async fn status(env: Env, common: Common) -> Result<()> {
                     .unwrap_or_default()
             );
         }
+        println!(
+            "  reads: {}; full reconcile {}, next {}",
+            s.reads,
+            s.full_reconcile,
+            s.next_full_reconcile
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_else(|| "with the next cycle".to_owned())
+        );
         if let Some(n) = &s.next_run {
             println!(
                 "  next run: {}{}",
