@@ -29,20 +29,28 @@ use crate::{Backend, Options, memory, reset_peak};
 const RENAMED: &str = "Renamed";
 /// One user in this many is renamed.
 const RENAME_EVERY: usize = 100;
+/// One user in this many (from [`UNGROUP_OFFSET`] on, so none of them is also renamed) is
+/// removed from its groups: 0.5%.
+const UNGROUP_EVERY: usize = 200;
+const UNGROUP_OFFSET: usize = 50;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CycleKind {
     Initial,
     Steady,
     Changed,
+    Reconcile,
+    Rejected,
 }
 
 impl CycleKind {
     pub fn label(self) -> &'static str {
         match self {
             Self::Initial => "1. initial (all creates)",
-            Self::Steady => "2. steady (no changes)",
-            Self::Changed => "3. 1% givenName changed",
+            Self::Steady => "2. incremental, no changes",
+            Self::Changed => "3. incremental, 1% renamed + 0.5% left groups",
+            Self::Reconcile => "4. full reconcile (--full)",
+            Self::Rejected => "5. full read after a rejected delta link",
         }
     }
 }
@@ -79,6 +87,8 @@ pub struct CycleResult {
     pub listed: BTreeMap<&'static str, usize>,
     pub changes_not_listed: usize,
     pub notes: Vec<String>,
+    /// `full` or `incremental`, and why a full read happened.
+    pub mode: String,
     /// `VmRSS` after the cycle.
     pub rss_mb: f64,
     /// Peak RSS during the cycle (`VmHWM` reset just before it), when the kernel allows the reset.
@@ -164,6 +174,11 @@ impl CycleResult {
             listed,
             changes_not_listed: r.changes_not_listed,
             notes: r.notes.clone(),
+            mode: match (r.mode, r.full_reason) {
+                (Some(m), Some(why)) => format!("{} ({})", m.as_str(), why.as_str()),
+                (Some(m), None) => m.as_str().to_owned(),
+                (None, _) => "-".to_owned(),
+            },
             rss_mb: mem.rss_mb,
             cycle_peak_mb: peak_was_reset.then_some(mem.hwm_mb),
             peak_mb: mem.peak_mb,
@@ -230,6 +245,8 @@ pub struct BackendRun {
     pub after_changed: Option<Fingerprint>,
     /// Users renamed in the simulator before the third cycle.
     pub changed: usize,
+    /// Users removed from their groups in the simulator before the third cycle.
+    pub ungrouped: usize,
     pub db_size_mb: Option<f64>,
     pub breakdown: Option<Breakdown>,
     /// The kept temp dir (`--keep`).
@@ -387,12 +404,13 @@ async fn measure(
         after_steady: None,
         after_changed: None,
         changed: 0,
+        ungrouped: 0,
         db_size_mb: None,
         breakdown: None,
         kept: None,
     };
 
-    let c = one_cycle(&env, &integ, sim, CycleKind::Initial).await?;
+    let c = one_cycle(&env, &integ, sim, CycleKind::Initial, false).await?;
     let ok = c.outcome != Outcome::Failed;
     run.cycles.push(c);
     if !ok {
@@ -400,7 +418,7 @@ async fn measure(
     }
     run.after_initial = Some(fingerprint(store, &account).await?);
 
-    let c = one_cycle(&env, &integ, sim, CycleKind::Steady).await?;
+    let c = one_cycle(&env, &integ, sim, CycleKind::Steady, false).await?;
     let ok = c.outcome != Outcome::Failed;
     run.cycles.push(c);
     if !ok {
@@ -410,19 +428,30 @@ async fn measure(
 
     let renamed = sim.rename_every(RENAME_EVERY, RENAMED).await?;
     run.changed = renamed;
+    run.ungrouped = sim.ungroup_every(UNGROUP_EVERY, UNGROUP_OFFSET).await?;
     eprintln!(
-        "  renamed givenName of {} users in the simulator",
-        run.changed
+        "  renamed givenName of {} users and removed {} from their groups in the simulator",
+        run.changed, run.ungrouped
     );
-    let c = one_cycle(&env, &integ, sim, CycleKind::Changed).await?;
+    let c = one_cycle(&env, &integ, sim, CycleKind::Changed, false).await?;
     let ok = c.outcome != Outcome::Failed;
     run.cycles.push(c);
-    if ok {
-        run.after_changed = Some(fingerprint(store, &account).await?);
-        if breakdown {
-            run.breakdown = Some(time_parts(&env, &integ).await?);
-        }
+    if !ok {
+        return Ok(run);
     }
+    run.after_changed = Some(fingerprint(store, &account).await?);
+    if breakdown {
+        run.breakdown = Some(time_parts(&env, &integ).await?);
+    }
+    let c = one_cycle(&env, &integ, sim, CycleKind::Reconcile, true).await?;
+    let ok = c.outcome != Outcome::Failed;
+    run.cycles.push(c);
+    if !ok {
+        return Ok(run);
+    }
+    sim.expire_delta_links().await?;
+    let c = one_cycle(&env, &integ, sim, CycleKind::Rejected, false).await?;
+    run.cycles.push(c);
     run.db_size_mb = target.sqlite_size_mb();
     Ok(run)
 }
@@ -489,6 +518,7 @@ async fn one_cycle(
     integ: &GraphIntegration,
     sim: &mut SimProcess,
     kind: CycleKind,
+    full: bool,
 ) -> Result<CycleResult> {
     eprintln!("  cycle {} ...", kind.label());
     sim.reset_stats().await?;
@@ -497,7 +527,7 @@ async fn one_cycle(
         trigger: Trigger::Manual,
         dry_run: false,
         allow_deletes: false,
-        full: false,
+        full,
     };
     let started = Instant::now();
     let report = run_cycle(env, integ, opts)
@@ -507,8 +537,9 @@ async fn one_cycle(
     let stats = sim.stats().await?;
     let c = CycleResult::from_report(kind, &report, wall, stats, peak_was_reset)?;
     eprintln!(
-        "    {} in {:.2} s: {} Graph requests, created {} updated {} deprovisioned {} unchanged {}; RSS {:.1} MB, cycle peak {} MB, process peak {:.1} MB{}",
+        "    {} {} in {:.2} s: {} Graph requests, created {} updated {} deprovisioned {} unchanged {}; RSS {:.1} MB, cycle peak {} MB, process peak {:.1} MB{}",
         c.outcome.as_str(),
+        c.mode,
         wall.as_secs_f64(),
         c.client_requests,
         c.created,

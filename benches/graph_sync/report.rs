@@ -10,6 +10,11 @@ use crate::{Backend, Options};
 const FLOOR_INITIAL_S: f64 = 120.0;
 const FLOOR_STEADY_S: f64 = 30.0;
 const FLOOR_PEAK_RSS_MB: f64 = 300.0;
+/// Issue 11's floors for incremental cycles (every backend): no change ≤ 1 s and ≤ 15% of a
+/// full read's Graph requests; 1% renamed + 0.5% removed from groups ≤ 2 s.
+const FLOOR_INCREMENTAL_QUIET_S: f64 = 1.0;
+const FLOOR_INCREMENTAL_QUIET_SHARE: f64 = 0.15;
+const FLOOR_INCREMENTAL_CHANGED_S: f64 = 2.0;
 
 fn requests_vs_min(c: &CycleResult, min: usize) -> String {
     let over = c.client_requests as i64 - min as i64;
@@ -29,20 +34,21 @@ pub fn table(runs: &[BackendRun], opts: &Options) -> String {
     );
     let _ = writeln!(
         s,
-        "| Backend | Cycle | Outcome | Wall s | Graph requests (reader / simulator) | Minimum | Token requests | Created | Updated | Deprovisioned | Unchanged | Apply s | RSS after MB | Cycle peak RSS MB | Process peak RSS MB |"
+        "| Backend | Cycle | Read | Outcome | Wall s | Graph requests (reader / simulator) | Minimum | Token requests | Created | Updated | Deprovisioned | Unchanged | Apply s | RSS after MB | Cycle peak RSS MB | Process peak RSS MB |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     );
     for r in runs {
         let min = r.expected.min_requests();
         for c in &r.cycles {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.2} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {:.1} |",
+                "| {} | {} | {} | {} | {:.2} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {:.1} |",
                 r.backend.name(),
                 c.kind.label(),
+                c.mode,
                 c.outcome.as_str(),
                 c.wall.as_secs_f64(),
                 c.client_requests,
@@ -251,25 +257,87 @@ pub fn checks(r: &BackendRun) -> Vec<Check> {
             let renamed = r.after_changed.as_ref().map(|f| f.renamed).unwrap_or(0);
             check(
                 format!(
-                    "1% cycle: outcome {}, {} updated (planned {}) = {} changed, {renamed} renamed in the store, created {} deprovisioned {}",
+                    "1% cycle: outcome {}, {} updated (planned {}) = {} changed, {renamed} renamed in the store, created {}, deprovisioned {} = {} removed from groups",
                     c.outcome.as_str(),
                     c.updated,
                     c.planned("update"),
                     r.changed,
                     c.created,
                     c.deprovisioned,
+                    r.ungrouped,
                 ),
                 c.outcome.as_str() == "success"
                     && c.updated == r.changed
                     && c.planned("update") == r.changed
                     && renamed == r.changed
                     && c.created == 0
-                    && c.deprovisioned == 0
-                    && c.planned("delete") == 0,
+                    && c.deprovisioned == r.ungrouped,
+                true,
+            );
+            check(
+                format!(
+                    "incremental cycle, 1% renamed + {} removed from groups: {:.2} s <= {FLOOR_INCREMENTAL_CHANGED_S:.0} s ({})",
+                    r.ungrouped,
+                    c.wall.as_secs_f64(),
+                    c.mode
+                ),
+                c.mode == "incremental" && c.wall.as_secs_f64() <= FLOOR_INCREMENTAL_CHANGED_S,
                 true,
             );
         }
         None => check("1% cycle: not run".into(), false, true),
+    }
+
+    let full_requests = r
+        .cycle(CycleKind::Reconcile)
+        .or_else(|| r.cycle(CycleKind::Initial))
+        .map(|c| c.client_requests)
+        .unwrap_or(0);
+    if let Some(c) = r.cycle(CycleKind::Steady) {
+        let share = c.client_requests as f64 / full_requests.max(1) as f64;
+        check(
+            format!(
+                "incremental cycle, no change: {:.2} s <= {FLOOR_INCREMENTAL_QUIET_S:.0} s, {} Graph requests = {:.1}% of a full read's {full_requests} (<= {:.0}%), {}",
+                c.wall.as_secs_f64(),
+                c.client_requests,
+                share * 100.0,
+                FLOOR_INCREMENTAL_QUIET_SHARE * 100.0,
+                c.mode
+            ),
+            c.mode == "incremental"
+                && c.wall.as_secs_f64() <= FLOOR_INCREMENTAL_QUIET_S
+                && share <= FLOOR_INCREMENTAL_QUIET_SHARE,
+            true,
+        );
+    }
+    match r.cycle(CycleKind::Reconcile) {
+        Some(c) => check(
+            format!(
+                "full reconcile after the incremental cycles: outcome {}, zero writes (the directory equals a full cycle's result): created {} updated {} deprovisioned {}",
+                c.outcome.as_str(),
+                c.created,
+                c.updated,
+                c.deprovisioned
+            ),
+            c.outcome.as_str() == "success" && c.zero_writes(),
+            true,
+        ),
+        None => check("full reconcile: not run".into(), false, true),
+    }
+    match r.cycle(CycleKind::Rejected) {
+        Some(c) => check(
+            format!(
+                "rejected delta link: {}, outcome {}, no user deleted or re-created (created {} updated {} deprovisioned {})",
+                c.mode,
+                c.outcome.as_str(),
+                c.created,
+                c.updated,
+                c.deprovisioned
+            ),
+            c.mode == "full (delta_rejected)" && c.outcome.as_str() == "success" && c.zero_writes(),
+            true,
+        ),
+        None => check("rejected delta link: not run".into(), false, true),
     }
 
     let peak = r.cycles.iter().map(|c| c.peak_mb).fold(0.0, f64::max);

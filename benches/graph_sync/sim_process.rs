@@ -2,13 +2,15 @@
 //! `graph_sync --simulator-child N` — so that the memory figures are the sync's own and not the
 //! simulated tenant's (a 100k-user tenant and its rendered pages weigh ~100 MB). The parent
 //! drives it over the child's stdin/stdout, one command line in and one JSON answer line out:
-//! `stats`, `reset`, `rename <every> <prefix>` (a new givenName for every Nth user) and `quit`.
+//! `stats`, `reset`, `rename <every> <prefix>` (a new givenName for every Nth user),
+//! `ungroup <every> <offset>` (every Nth user from `offset` on leaves its groups), `expire`
+//! (every delta link issued so far answers 410 `syncStateNotFound`) and `quit`.
 
 use std::collections::BTreeMap;
 use std::process::{ExitCode, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
-use essentry_sync::entra::simulator::{Simulator, large_tenant};
+use essentry_sync::entra::simulator::{DeltaExpiry, Simulator, large_tenant};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
@@ -122,6 +124,21 @@ impl SimProcess {
             .ok_or_else(|| anyhow!("bad rename answer {v}"))
     }
 
+    /// Every `every`-th user from `offset` on that is a group member leaves its groups; returns
+    /// how many users did.
+    pub async fn ungroup_every(&mut self, every: usize, offset: usize) -> Result<usize> {
+        let v = self.ask(&format!("ungroup {every} {offset}")).await?;
+        v["ungrouped"]
+            .as_u64()
+            .map(|n| n as usize)
+            .ok_or_else(|| anyhow!("bad ungroup answer {v}"))
+    }
+
+    /// Every delta link issued so far is rejected (410 `syncStateNotFound`).
+    pub async fn expire_delta_links(&mut self) -> Result<()> {
+        self.ask("expire").await.map(|_| ())
+    }
+
     pub async fn shutdown(mut self) {
         let _ = self.ask("quit").await;
         let _ = self.child.wait().await;
@@ -180,6 +197,40 @@ async fn serve(users: usize) -> Result<()> {
                     }
                 });
                 json!({"renamed": ids.len()})
+            }
+            Some("ungroup") => {
+                let every: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(200);
+                let offset: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(50);
+                let ids: Vec<String> = sim.with_tenant(|t| {
+                    t.users()
+                        .skip(offset)
+                        .step_by(every.max(1))
+                        .map(|u| u.id.clone())
+                        .collect()
+                });
+                let ungrouped = sim.with_tenant(|t| {
+                    let mut n = 0usize;
+                    for id in &ids {
+                        let groups: Vec<String> = t
+                            .groups_of(id, false)
+                            .iter()
+                            .map(|g| g.id.clone())
+                            .collect();
+                        if groups.is_empty() {
+                            continue;
+                        }
+                        for g in groups {
+                            t.remove_member(&g, id);
+                        }
+                        n += 1;
+                    }
+                    n
+                });
+                json!({"ungrouped": ungrouped})
+            }
+            Some("expire") => {
+                sim.expire_delta_tokens(DeltaExpiry::SyncStateNotFound);
+                json!({"ok": true})
             }
             Some("quit") => {
                 out.write_all(say(json!({"ok": true})).as_bytes()).await?;

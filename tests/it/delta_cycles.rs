@@ -411,3 +411,59 @@ backend_test! {
         w.finish().await;
     }
 }
+
+backend_test! {
+    async fn a_rename_into_a_taken_user_name_waits_and_lands_when_the_name_frees(backend) {
+        let w = world(backend).await;
+        let before = directory(&w).await;
+        let adele = w.oid("adele.vance@contoso.com");
+        let pradeep = w.oid("pradeep.gupta@contoso.com");
+        // Adele's new UPN is the userName Pradeep (unchanged, in scope) holds.
+        w.sim.with_tenant(|t| {
+            assert!(t.update_user(&adele, |u| {
+                u.user_principal_name = "pradeep.gupta@contoso.com".to_owned();
+            }))
+        });
+        w.advance_minutes(5);
+        let r = incremental(w.cycle().await, "conflict");
+        assert_eq!(writes(&r), Vec::<(String, String)>::new(), "{backend:?}");
+        assert!(
+            r.changes
+                .iter()
+                .any(|c| c.action == "skip" && c.object_id.as_deref() == Some(adele.as_str())),
+            "{backend:?}: {:#?}",
+            r.changes
+        );
+        assert_eq!(directory(&w).await, before, "{backend:?}: Pradeep keeps his userName");
+        full_agrees(&w, "after the conflict").await;
+
+        // Pradeep moves on: Adele, skipped last time, is planned again and takes the name.
+        w.sim.with_tenant(|t| {
+            assert!(t.update_user(&pradeep, |u| {
+                u.user_principal_name = "pradeep.g@contoso.com".to_owned();
+            }))
+        });
+        w.advance_minutes(5);
+        let r = incremental(w.cycle().await, "freed");
+        assert_eq!(
+            writes(&r),
+            [
+                ("update".to_owned(), "pradeep.g@contoso.com".to_owned()),
+                ("update".to_owned(), "pradeep.gupta@contoso.com".to_owned()),
+            ],
+            "{backend:?}"
+        );
+        let after = directory(&w).await;
+        assert_eq!(
+            after["pradeep.gupta@contoso.com"].0,
+            before["adele.vance@contoso.com"].0,
+            "{backend:?}: Adele's account, renamed"
+        );
+        assert_eq!(
+            after["pradeep.g@contoso.com"].0,
+            before["pradeep.gupta@contoso.com"].0
+        );
+        full_agrees(&w, "after the name moved").await;
+        w.finish().await;
+    }
+}
