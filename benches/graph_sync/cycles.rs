@@ -11,7 +11,6 @@ use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Utc};
 use essentry_sync::config::SyncSettings;
 use essentry_sync::domain::{AccountId, SystemClock};
-use essentry_sync::entra::simulator::large_tenant;
 
 use crate::sim_process::SimProcess;
 use essentry_sync::integrations::GraphIntegration;
@@ -300,13 +299,16 @@ pub async fn run_backend(backend: Backend, opts: &Options) -> Result<BackendRun>
         .context("creating a temp dir")?;
     let target = Arc::new(StoreTarget::new(backend, dir.path(), &opts.pg_url));
     let task = {
-        let (target, dir, users, breakdown) = (
+        let (target, dir, users, breakdown, groups_only) = (
             target.clone(),
             dir.path().to_owned(),
             opts.users,
             opts.breakdown,
+            opts.groups_only,
         );
-        tokio::spawn(async move { run_in(backend, users, breakdown, &dir, &target).await })
+        tokio::spawn(
+            async move { run_in(backend, users, groups_only, breakdown, &dir, &target).await },
+        )
     };
     let abort = task.abort_handle();
     let result = tokio::select! {
@@ -332,6 +334,7 @@ pub async fn run_backend(backend: Backend, opts: &Options) -> Result<BackendRun>
 async fn run_in(
     backend: Backend,
     users: usize,
+    groups_only: Option<usize>,
     breakdown: bool,
     dir: &Path,
     target: &StoreTarget,
@@ -340,7 +343,7 @@ async fn run_in(
     eprintln!("{name}: building a tenant of {users} users ...");
     let started = Instant::now();
     // Built here only to know what to expect; the simulator process builds its own copy.
-    let tenant = large_tenant(users);
+    let tenant = crate::sim_process::bench_tenant(users, groups_only);
     let expected = Expected::of(&tenant);
     drop(tenant);
     let tenant_build = started.elapsed();
@@ -349,7 +352,7 @@ async fn run_in(
         tenant_build.as_secs_f64(),
         expected.describe()
     );
-    let mut sim = SimProcess::start(users)
+    let mut sim = SimProcess::start(users, groups_only)
         .await
         .context("starting the Graph simulator process")?;
     let store = target.open().await?;

@@ -29,8 +29,12 @@ pub fn table(runs: &[BackendRun], opts: &Options) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "\n### essentry-sync Graph pull sync: tenant of {} users, simulator on loopback\n",
-        opts.users
+        "\n### essentry-sync Graph pull sync: tenant of {} users ({}), simulator on loopback\n",
+        opts.users,
+        match opts.groups_only {
+            Some(g) => format!("all through {g} groups"),
+            None => "a tenth direct, the rest through groups of 5,000".to_owned(),
+        }
     );
     let _ = writeln!(
         s,

@@ -10,7 +10,11 @@ use std::collections::BTreeMap;
 use std::process::{ExitCode, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
-use essentry_sync::entra::simulator::{DeltaExpiry, Simulator, large_tenant};
+use essentry_sync::entra::simulator::{
+    DeltaExpiry, SAMPLE_APP_ROLE_ID, SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET,
+    SAMPLE_SERVICE_PRINCIPAL_ID, SAMPLE_TENANT_ID, SimGroup, SimUser, Simulator, Tenant,
+    large_tenant,
+};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
@@ -34,11 +38,13 @@ pub struct SimProcess {
 }
 
 impl SimProcess {
-    /// Starts the child with a tenant of `users` (built there, as `large_tenant(users)`).
-    pub async fn start(users: usize) -> Result<Self> {
+    /// Starts the child with a tenant of `users` (built there, as [`bench_tenant`]).
+    pub async fn start(users: usize, groups_only: Option<usize>) -> Result<Self> {
         let exe = std::env::current_exe().context("locating the bench binary")?;
+        let mut args = vec!["--simulator-child".to_owned(), users.to_string()];
+        args.extend(groups_only.map(|g| g.to_string()));
         let mut child = tokio::process::Command::new(exe)
-            .args(["--simulator-child", &users.to_string()])
+            .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -145,9 +151,43 @@ impl SimProcess {
     }
 }
 
+/// The benchmark's tenant: [`large_tenant`] (a tenth assigned directly, groups of 5,000), or
+/// with `groups_only` every user assigned through that many groups of equal size
+/// (`bench.onmicrosoft.com`, `user000001@bench.example`, ...).
+pub fn bench_tenant(users: usize, groups_only: Option<usize>) -> Tenant {
+    let Some(groups) = groups_only.filter(|g| *g > 0) else {
+        return large_tenant(users);
+    };
+    let mut t = Tenant::new(SAMPLE_TENANT_ID, SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET);
+    t.domain = "bench.onmicrosoft.com".to_owned();
+    t.service_principal_id = SAMPLE_SERVICE_PRINCIPAL_ID.to_owned();
+    t.app_role_id = SAMPLE_APP_ROLE_ID.to_owned();
+    let per_group = users.div_ceil(groups);
+    let mut members: Vec<String> = Vec::with_capacity(per_group);
+    let mut group_no = 0u64;
+    for i in 0..users {
+        let no = i as u64 + 1;
+        let upn = format!("user{no:06}@bench.example");
+        let user = SimUser::new(&upn)
+            .with_id(format!("be0c0001-0000-4000-8000-{no:012x}"))
+            .named("User", &format!("{no:06}"))
+            .with_mail(&upn);
+        members.push(t.add_user(user));
+        if members.len() == per_group || i + 1 == users {
+            group_no += 1;
+            let group = SimGroup::new(&format!("Bench Group {group_no}"))
+                .with_id(format!("be0c0002-0000-4000-8000-{group_no:012x}"))
+                .with_members(std::mem::take(&mut members));
+            let gid = t.add_group(group);
+            t.assign(&gid);
+        }
+    }
+    t
+}
+
 /// The child's side: serve the tenant and answer commands until `quit` or end of input.
-pub async fn child_main(users: usize) -> ExitCode {
-    match serve(users).await {
+pub async fn child_main(users: usize, groups_only: Option<usize>) -> ExitCode {
+    match serve(users, groups_only).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("simulator process: {e:#}");
@@ -156,8 +196,8 @@ pub async fn child_main(users: usize) -> ExitCode {
     }
 }
 
-async fn serve(users: usize) -> Result<()> {
-    let sim = Simulator::start(large_tenant(users)).await?;
+async fn serve(users: usize, groups_only: Option<usize>) -> Result<()> {
+    let sim = Simulator::start(bench_tenant(users, groups_only)).await?;
     let mut out = tokio::io::stdout();
     let say = |v: Value| format!("{v}\n");
     out.write_all(

@@ -348,7 +348,9 @@ pub(super) async fn incremental(
     };
     let (mut put, mut delete) = (Vec::new(), Vec::new());
     for (oid, c) in changes {
-        if c.new.in_scope() || c.new.removed {
+        // A deleted account keeps its row (and groups) while it was in scope, so a restore
+        // brings it back; one never in scope leaves no row.
+        if c.new.in_scope() || (c.new.removed && c.old.is_some()) {
             put.push(c.new);
         } else if c.old.is_some() {
             delete.push(oid);
