@@ -150,6 +150,23 @@ pub async fn scope_members_where(
     rows.iter().map(member_from_row).collect()
 }
 
+/// Every scope row of the integration.
+pub async fn all_scope_members(
+    c: &mut Conn,
+    integration: &IntegrationId,
+) -> Result<Vec<ScopeMember>, StoreError> {
+    use futures::TryStreamExt;
+    let sql = format!("SELECT {MEMBER_COLS} FROM graph_scope WHERE integration_id = $1");
+    let mut rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(integration.as_str())
+        .fetch(&mut *c);
+    let mut out = Vec::new();
+    while let Some(r) = rows.try_next().await.map_err(db_err)? {
+        out.push(member_from_row(&r)?);
+    }
+    Ok(out)
+}
+
 /// How many users the scope holds (not removed, assigned directly or through a group).
 pub async fn scope_size(c: &mut Conn, integration: &IntegrationId) -> Result<i64, StoreError> {
     let row = sqlx::query(

@@ -173,6 +173,14 @@ impl Tx {
             .await)
     }
 
+    /// Every scope row of the integration.
+    pub async fn all_scope_members(
+        &mut self,
+        integration: &IntegrationId,
+    ) -> Result<Vec<ScopeMember>, StoreError> {
+        in_tx!(self, |c, m| m::all_scope_members(c, integration).await)
+    }
+
     pub async fn clear_scope(&mut self, integration: &IntegrationId) -> Result<(), StoreError> {
         in_tx!(self, |c, m| m::clear_scope(c, integration).await)
     }

@@ -230,8 +230,21 @@ impl StateWrite {
             Self::Nothing => Ok(()),
             Self::Clear => tx.clear_delta_state(integration).await,
             Self::Full { state, members } => {
-                tx.clear_scope(integration).await?;
-                tx.put_scope_members(integration, members).await?;
+                // Only the rows that differ: a steady full reconcile rewrites none.
+                let mut old: HashMap<String, ScopeMember> = tx
+                    .all_scope_members(integration)
+                    .await?
+                    .into_iter()
+                    .map(|m| (m.object_id.clone(), m))
+                    .collect();
+                let changed: Vec<ScopeMember> = members
+                    .iter()
+                    .filter(|m| old.remove(&m.object_id).as_ref() != Some(*m))
+                    .cloned()
+                    .collect();
+                let gone: Vec<String> = old.into_keys().collect();
+                tx.delete_scope_members(integration, &gone).await?;
+                tx.put_scope_members(integration, &changed).await?;
                 tx.put_delta_state(integration, state).await
             }
             Self::Patch { state, put, delete } => {
