@@ -266,6 +266,18 @@ pub struct Breakdown {
     pub unchanged: usize,
     /// Peak RSS while the read, stored users and plan were all held.
     pub peak_mb: Option<f64>,
+    /// RSS after the read, the load and the plan, each with the peak during it (when the kernel
+    /// lets the peak be reset), in MB.
+    pub phases: [(f64, Option<f64>); 3],
+}
+
+/// RSS now and the peak since the last reset (which this resets again).
+fn phase_memory(resettable: bool) -> Result<(f64, Option<f64>)> {
+    let m = memory()?;
+    if resettable {
+        reset_peak();
+    }
+    Ok((m.rss_mb, resettable.then_some(m.hwm_mb)))
 }
 
 impl BackendRun {
@@ -342,10 +354,14 @@ async fn run_in(
     let name = backend.name();
     eprintln!("{name}: building a tenant of {users} users ...");
     let started = Instant::now();
-    // Built here only to know what to expect; the simulator process builds its own copy.
-    let tenant = crate::sim_process::bench_tenant(users, groups_only);
-    let expected = Expected::of(&tenant);
-    drop(tenant);
+    // Built here only to know what to expect; the simulator process builds its own copy. Built
+    // on a thread of its own, which ends with it: the allocator then gives its memory back,
+    // rather than keeping it in a runtime worker's heap under the cycles measured next.
+    let expected = std::thread::spawn(move || {
+        Expected::of(&crate::sim_process::bench_tenant(users, groups_only))
+    })
+    .join()
+    .map_err(|_| anyhow!("building the expected tenant panicked"))?;
     let tenant_build = started.elapsed();
     eprintln!(
         "  built in {:.1} s: {}",
@@ -471,11 +487,13 @@ async fn time_parts(env: &SyncEnv, integ: &GraphIntegration) -> Result<Breakdown
         .await
         .map_err(|e| anyhow!("reading Graph: {e}"))?;
     let read_time = started.elapsed();
+    let after_read = phase_memory(peak_was_reset)?;
     let started = Instant::now();
     let current = stored_users(&env.store, &integ.row.account_id)
         .await
         .context("loading the stored users")?;
     let load = started.elapsed();
+    let after_load = phase_memory(peak_was_reset)?;
     let policy = Policy::new(
         integ.row.id.clone(),
         integ.row.name.clone(),
@@ -485,6 +503,7 @@ async fn time_parts(env: &SyncEnv, integ: &GraphIntegration) -> Result<Breakdown
     let started = Instant::now();
     let planned = plan(&read.snapshot, &current, &policy);
     let plan_time = started.elapsed();
+    let after_plan = phase_memory(peak_was_reset)?;
     let started = Instant::now();
     let listed = describe(&planned, LISTED_CHANGES);
     let describe_time = started.elapsed();
@@ -504,7 +523,14 @@ async fn time_parts(env: &SyncEnv, integ: &GraphIntegration) -> Result<Breakdown
             + planned.staged.len()
             + planned.skips.len(),
         unchanged: planned.unchanged,
-        peak_mb: peak_was_reset.then_some(mem.hwm_mb),
+        // The phases reset the peak one after another: the whole breakdown's is their maximum.
+        peak_mb: peak_was_reset.then(|| {
+            [after_read.1, after_load.1, after_plan.1]
+                .into_iter()
+                .flatten()
+                .fold(mem.hwm_mb, f64::max)
+        }),
+        phases: [after_read, after_load, after_plan],
     };
     eprintln!(
         "    read {:.2} s, load {:.2} s, plan {:.2} s, describe {:.3} s",

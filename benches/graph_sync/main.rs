@@ -45,7 +45,8 @@
 //!    uses mimalloc, the allocator of the `essentry-sync` binary.
 //!
 //! `--breakdown` then times the parts of one more steady cycle one by one (Graph read, loading
-//! the stored users, plan, describe; nothing applied). `--keep` keeps the temp dir with the
+//! the stored users, plan, describe; nothing applied), with the RSS after each part and the peak
+//! during it. `--keep` keeps the temp dir with the
 //! SQLite file.
 //!
 //! It prints a markdown table and the checks ([`report`]). Floors, for SQLite on a 2-core

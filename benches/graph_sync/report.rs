@@ -152,7 +152,7 @@ pub fn table(runs: &[BackendRun], opts: &Options) -> String {
                 s,
                 "- {name}: breakdown of one more steady cycle: Graph read {:.2} s ({} requests, {} users), \
                  loading {} stored users {:.2} s, plan {:.2} s ({} unchanged, {} planned), describe {:.3} s; \
-                 peak RSS while held {}",
+                 peak RSS while held {}; RSS (peak during) after the read {}, the load {}, the plan {}",
                 b.read.as_secs_f64(),
                 b.read_requests,
                 b.in_scope,
@@ -165,6 +165,9 @@ pub fn table(runs: &[BackendRun], opts: &Options) -> String {
                 b.peak_mb
                     .map(|m| format!("{m:.1} MB"))
                     .unwrap_or_else(|| "-".to_owned()),
+                phase(b.phases[0]),
+                phase(b.phases[1]),
+                phase(b.phases[2]),
             );
         }
         if let Some(dir) = &r.kept {
@@ -172,6 +175,14 @@ pub fn table(runs: &[BackendRun], opts: &Options) -> String {
         }
     }
     s
+}
+
+/// `RSS MB (peak MB)` of one breakdown phase.
+fn phase((rss, peak): (f64, Option<f64>)) -> String {
+    match peak {
+        Some(p) => format!("{rss:.1} MB ({p:.1} MB)"),
+        None => format!("{rss:.1} MB"),
+    }
 }
 
 pub struct Check {

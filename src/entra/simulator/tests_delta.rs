@@ -569,3 +569,32 @@ async fn mutators_record_changes_only_when_something_changes() {
         );
     });
 }
+
+#[tokio::test]
+async fn a_restored_user_keeps_its_place_in_the_first_round() {
+    let h = Harness::sample().await;
+    let token = h.sim.issue_token();
+    let url = "/users/delta?$select=mail";
+    let order = |r: &Round| -> Vec<String> {
+        r.items()
+            .iter()
+            .filter_map(|u| u["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let before = order(&round(&h, &token, url, Some(3)).await);
+    let joni = upn_id(&h.sim, "joni.sherman@contoso.com");
+    h.sim.with_tenant(|t| assert!(t.soft_delete_user(&joni)));
+    let during = order(&round(&h, &token, url, Some(3)).await);
+    assert_eq!(during.len(), before.len() - 1);
+    assert!(!during.contains(&joni));
+    h.sim.with_tenant(|t| assert!(t.restore_user(&joni)));
+    assert_eq!(order(&round(&h, &token, url, Some(3)).await), before);
+    // The restore gave back Joni's membership of Sales.
+    let sales = group_named(&h.sim, "Sales");
+    assert!(h.sim.with_tenant(|t| {
+        t.direct_user_members(&sales)
+            .expect("sales")
+            .iter()
+            .any(|u| u.id == joni)
+    }));
+}
