@@ -40,6 +40,7 @@ use super::auth::{AuthError, TokenSource};
 use super::cloud::Endpoints;
 use super::delta::Assigned;
 use super::dto;
+use super::read_error::short_failure;
 pub use super::read_error::{CallError, ReadError};
 use super::retry::{self, RetryBudget, RetryError, RetryPolicy, Verdict};
 use crate::domain::EntraObjectId;
@@ -733,44 +734,6 @@ fn shorten(key: &str) -> String {
     match key.char_indices().nth(64) {
         Some((i, _)) => format!("{}…", &key[..i]),
         None => key.to_owned(),
-    }
-}
-
-fn short_failure(e: &GraphFailure) -> String {
-    match e {
-        GraphFailure::ReqwestError(r) => {
-            let mut text = r.without_url_ref();
-            let mut source = std::error::Error::source(r);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
-        other => {
-            let text = other.to_string();
-            text.lines()
-                .next()
-                .unwrap_or_default()
-                .chars()
-                .take(300)
-                .collect()
-        }
-    }
-}
-
-trait WithoutUrlRef {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrlRef for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let text = self.to_string();
-        match self.url() {
-            Some(url) => text.replace(&format!(" for url ({url})"), ""),
-            None => text,
-        }
     }
 }
 
