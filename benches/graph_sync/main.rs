@@ -50,7 +50,7 @@
 //! SQLite file.
 //!
 //! It prints a markdown table and the checks ([`report`]). Floors, for SQLite on a 2-core
-//! machine: initial cycle < 120 s, steady cycle < 30 s with zero writes, peak RSS < 300 MB; on
+//! machine: initial cycle < 120 s, steady cycle < 30 s with zero writes, peak RSS <= 200 MB; on
 //! every backend (issue 11): the incremental no-change cycle <= 1 s and <= 15% of a full read's
 //! Graph requests, the 1% + 0.5% incremental cycle <= 2 s.
 //! Correctness checks (every user created, zero writes when steady, updates = users changed)
