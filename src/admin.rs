@@ -202,6 +202,8 @@ async fn provision_on_demand(
 struct SyncBody {
     dry_run: bool,
     allow_deletes: bool,
+    /// Read the whole scope instead of following the delta links.
+    full: bool,
     account: Option<String>,
 }
 
@@ -219,6 +221,7 @@ async fn sync(
             trigger: Trigger::Manual,
             dry_run: body.dry_run,
             allow_deletes: body.allow_deletes,
+            full: body.full,
         },
     )
     .await?;

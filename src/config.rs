@@ -85,6 +85,10 @@ pub struct SyncSettings {
     /// Days a staged deletion waits for review before it expires (a later cycle that still
     /// finds it due stages it again).
     pub staged_deletion_expiry_days: u32,
+    /// How often a Graph integration's cycle reads the whole scope instead of following its
+    /// delta links (`every 24h` or a cron expression). An integration's own `full_reconcile`
+    /// overrides it.
+    pub full_reconcile: String,
 }
 
 impl Default for SyncSettings {
@@ -105,6 +109,7 @@ impl Default for SyncSettings {
             concurrency: 4,
             request_timeout_secs: 60,
             staged_deletion_expiry_days: 7,
+            full_reconcile: "every 24h".to_owned(),
         }
     }
 }

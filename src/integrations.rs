@@ -67,6 +67,10 @@ pub struct GraphSettings {
     /// `every 40m`-style interval or a cron expression; the `sync.schedule` setting when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// How often a cycle reads the whole scope rather than its delta links (`every 24h`-style or
+    /// cron); the `sync.full_reconcile` setting when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_reconcile: Option<String>,
 }
 
 impl GraphSettings {

@@ -7,15 +7,18 @@
 //!   (`Snapshot`), the deletion threshold and staged deletions, and the bounds on what the
 //!   provisioning log keeps of a value; no I/O crates.
 //! - [`entra`]: Microsoft Entra ID and Graph: clouds, access tokens (client credentials), the
-//!   retry policy, the Graph reader (graph-rs-sdk) and a Graph simulator for tests and `demo`.
-//! - [`sync`]: the Graph pull sync: mapping, the pure planner, the executor, cycles, the
+//!   retry policy, the Graph reader (graph-rs-sdk), its delta reads (`users/delta`,
+//!   `groups/delta`) and a Graph simulator for tests and `demo`.
+//! - [`sync`]: the Graph pull sync: mapping, the pure planner, the executor, cycles (full reads,
+//!   or incremental ones from Graph's delta links with a full reconcile on a schedule), the
 //!   deletion review (staged deletions approved or rejected per user), on-demand provisioning of
 //!   one user, and the schedule that runs cycles inside `serve`.
 //! - [`notify`]: delivery of the outbox (guest emails): templates, SMTP or `.eml` files, and
 //!   the worker `serve` runs (leased claims, backoff, dead messages).
-//! - [`store`]: sqlx storage, SQLite (embedded default) and PostgreSQL, one SQL source for both;
-//!   group commit (concurrent writes share a transaction, a savepoint each) and the
-//!   integrations' epoch that token caches are checked against.
+//! - [`store`]: sqlx storage, SQLite (embedded default) and PostgreSQL, one SQL source for both
+//!   (including each Graph integration's delta links and scope rows); group commit (concurrent
+//!   writes share a transaction, a savepoint each) and the integrations' epoch that token caches
+//!   are checked against.
 //! - [`scim`]: the SCIM 2.0 push endpoint (RFC 7643/7644): router, bearer-token auth with a
 //!   cache of token lookups, filter, PATCH, errors, and the write skeleton with the request-cost
 //!   limits.

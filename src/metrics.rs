@@ -16,6 +16,7 @@
 //! | `essentry_scim_requests_total` | counter | `route` (the route template, e.g. `/scim/v2/Users/{id}`, never a raw id; `unmatched` for unknown paths), `method`, `status` |
 //! | `essentry_scim_request_duration_seconds` | histogram | `route`, `method` |
 //! | `essentry_sync_cycles_total` | counter | `integration`, `trigger` (`scheduled`, `manual`, `on_demand`), `outcome` (`success`, `held`, `failed`, `busy`) |
+//! | `essentry_sync_cycles_by_mode_total` | counter | `integration`, `mode` (`full`, `incremental`), `reason` (why a full read: `first`, `requested`, `schedule`, `settings`, `delta_rejected`, `transitive`, `conflicts`; `none` for incremental): cycles that read Graph |
 //! | `essentry_sync_cycle_duration_seconds` | histogram | `integration` (cycles only, not on-demand runs) |
 //! | `essentry_users_changed_total` | counter | `source` (`scim`, `graph`, `cli`), `action` (`created`, `updated`, `deleted`) |
 //! | `essentry_graph_requests_total` | counter | HTTP requests sent to Microsoft Graph, retries included |
@@ -89,6 +90,7 @@ fn source_index(source: Source) -> usize {
 /// The process-wide metrics.
 struct Process {
     sync_cycles: IntCounterVec,
+    sync_cycles_by_mode: IntCounterVec,
     sync_cycle_duration: HistogramVec,
     users_changed: IntCounterVec,
     /// `users_changed` resolved for every source × action (no label lookup when recording).
@@ -141,6 +143,11 @@ static PROCESS: LazyLock<Process> = LazyLock::new(|| {
             "Graph pull-sync cycles and on-demand runs that ended (dry runs excluded).",
             &["integration", "trigger", "outcome"],
         ),
+        sync_cycles_by_mode: counter_vec(
+            "essentry_sync_cycles_by_mode_total",
+            "Graph pull-sync cycles that read Graph (dry runs excluded), by how they read it.",
+            &["integration", "mode", "reason"],
+        ),
         sync_cycle_duration: histogram_vec(
             "essentry_sync_cycle_duration_seconds",
             "Duration of Graph pull-sync cycles (dry runs and on-demand runs excluded).",
@@ -171,8 +178,9 @@ static PROCESS: LazyLock<Process> = LazyLock::new(|| {
 
 impl Process {
     fn register(&self, registry: &Registry) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 7] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
             Box::new(self.sync_cycles.clone()),
+            Box::new(self.sync_cycles_by_mode.clone()),
             Box::new(self.sync_cycle_duration.clone()),
             Box::new(self.users_changed.clone()),
             Box::new(self.graph_requests.clone()),
@@ -390,6 +398,14 @@ pub fn sync_cycle(integration: &str, trigger: &str, outcome: &str, duration: Opt
             .with_label_values(&[integration])
             .observe(d.as_secs_f64());
     }
+}
+
+/// A cycle that read Graph, by how: `full` (with the reason) or `incremental`.
+pub fn sync_cycle_mode(integration: &str, mode: &str, reason: Option<&str>) {
+    PROCESS
+        .sync_cycles_by_mode
+        .with_label_values(&[integration, mode, reason.unwrap_or("none")])
+        .inc();
 }
 
 /// One HTTP request sent to Microsoft Graph (a retry is another).

@@ -134,6 +134,7 @@ async fn run() -> Result<bool> {
         mapping: Default::default(),
         threshold: Default::default(),
         schedule: None,
+        full_reconcile: None,
     };
     integrations::create_graph(
         &store,

@@ -11,7 +11,6 @@ use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Utc};
 use essentry_sync::config::SyncSettings;
 use essentry_sync::domain::{AccountId, SystemClock};
-use essentry_sync::entra::simulator::large_tenant;
 
 use crate::sim_process::SimProcess;
 use essentry_sync::integrations::GraphIntegration;
@@ -29,20 +28,28 @@ use crate::{Backend, Options, memory, reset_peak};
 const RENAMED: &str = "Renamed";
 /// One user in this many is renamed.
 const RENAME_EVERY: usize = 100;
+/// One user in this many (from [`UNGROUP_OFFSET`] on, so none of them is also renamed) is
+/// removed from its groups: 0.5%.
+const UNGROUP_EVERY: usize = 200;
+const UNGROUP_OFFSET: usize = 50;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CycleKind {
     Initial,
     Steady,
     Changed,
+    Reconcile,
+    Rejected,
 }
 
 impl CycleKind {
     pub fn label(self) -> &'static str {
         match self {
             Self::Initial => "1. initial (all creates)",
-            Self::Steady => "2. steady (no changes)",
-            Self::Changed => "3. 1% givenName changed",
+            Self::Steady => "2. incremental, no changes",
+            Self::Changed => "3. incremental, 1% renamed + 0.5% left groups",
+            Self::Reconcile => "4. full reconcile (--full)",
+            Self::Rejected => "5. full read after a rejected delta link",
         }
     }
 }
@@ -79,6 +86,8 @@ pub struct CycleResult {
     pub listed: BTreeMap<&'static str, usize>,
     pub changes_not_listed: usize,
     pub notes: Vec<String>,
+    /// `full` or `incremental`, and why a full read happened.
+    pub mode: String,
     /// `VmRSS` after the cycle.
     pub rss_mb: f64,
     /// Peak RSS during the cycle (`VmHWM` reset just before it), when the kernel allows the reset.
@@ -164,6 +173,11 @@ impl CycleResult {
             listed,
             changes_not_listed: r.changes_not_listed,
             notes: r.notes.clone(),
+            mode: match (r.mode, r.full_reason) {
+                (Some(m), Some(why)) => format!("{} ({})", m.as_str(), why.as_str()),
+                (Some(m), None) => m.as_str().to_owned(),
+                (None, _) => "-".to_owned(),
+            },
             rss_mb: mem.rss_mb,
             cycle_peak_mb: peak_was_reset.then_some(mem.hwm_mb),
             peak_mb: mem.peak_mb,
@@ -230,6 +244,8 @@ pub struct BackendRun {
     pub after_changed: Option<Fingerprint>,
     /// Users renamed in the simulator before the third cycle.
     pub changed: usize,
+    /// Users removed from their groups in the simulator before the third cycle.
+    pub ungrouped: usize,
     pub db_size_mb: Option<f64>,
     pub breakdown: Option<Breakdown>,
     /// The kept temp dir (`--keep`).
@@ -250,6 +266,18 @@ pub struct Breakdown {
     pub unchanged: usize,
     /// Peak RSS while the read, stored users and plan were all held.
     pub peak_mb: Option<f64>,
+    /// RSS after the read, the load and the plan, each with the peak during it (when the kernel
+    /// lets the peak be reset), in MB.
+    pub phases: [(f64, Option<f64>); 3],
+}
+
+/// RSS now and the peak since the last reset (which this resets again).
+fn phase_memory(resettable: bool) -> Result<(f64, Option<f64>)> {
+    let m = memory()?;
+    if resettable {
+        reset_peak();
+    }
+    Ok((m.rss_mb, resettable.then_some(m.hwm_mb)))
 }
 
 impl BackendRun {
@@ -283,13 +311,16 @@ pub async fn run_backend(backend: Backend, opts: &Options) -> Result<BackendRun>
         .context("creating a temp dir")?;
     let target = Arc::new(StoreTarget::new(backend, dir.path(), &opts.pg_url));
     let task = {
-        let (target, dir, users, breakdown) = (
+        let (target, dir, users, breakdown, groups_only) = (
             target.clone(),
             dir.path().to_owned(),
             opts.users,
             opts.breakdown,
+            opts.groups_only,
         );
-        tokio::spawn(async move { run_in(backend, users, breakdown, &dir, &target).await })
+        tokio::spawn(
+            async move { run_in(backend, users, groups_only, breakdown, &dir, &target).await },
+        )
     };
     let abort = task.abort_handle();
     let result = tokio::select! {
@@ -315,6 +346,7 @@ pub async fn run_backend(backend: Backend, opts: &Options) -> Result<BackendRun>
 async fn run_in(
     backend: Backend,
     users: usize,
+    groups_only: Option<usize>,
     breakdown: bool,
     dir: &Path,
     target: &StoreTarget,
@@ -322,17 +354,21 @@ async fn run_in(
     let name = backend.name();
     eprintln!("{name}: building a tenant of {users} users ...");
     let started = Instant::now();
-    // Built here only to know what to expect; the simulator process builds its own copy.
-    let tenant = large_tenant(users);
-    let expected = Expected::of(&tenant);
-    drop(tenant);
+    // Built here only to know what to expect; the simulator process builds its own copy. Built
+    // on a thread of its own, which ends with it: the allocator then gives its memory back,
+    // rather than keeping it in a runtime worker's heap under the cycles measured next.
+    let expected = std::thread::spawn(move || {
+        Expected::of(&crate::sim_process::bench_tenant(users, groups_only))
+    })
+    .join()
+    .map_err(|_| anyhow!("building the expected tenant panicked"))?;
     let tenant_build = started.elapsed();
     eprintln!(
         "  built in {:.1} s: {}",
         tenant_build.as_secs_f64(),
         expected.describe()
     );
-    let mut sim = SimProcess::start(users)
+    let mut sim = SimProcess::start(users, groups_only)
         .await
         .context("starting the Graph simulator process")?;
     let store = target.open().await?;
@@ -387,12 +423,13 @@ async fn measure(
         after_steady: None,
         after_changed: None,
         changed: 0,
+        ungrouped: 0,
         db_size_mb: None,
         breakdown: None,
         kept: None,
     };
 
-    let c = one_cycle(&env, &integ, sim, CycleKind::Initial).await?;
+    let c = one_cycle(&env, &integ, sim, CycleKind::Initial, false).await?;
     let ok = c.outcome != Outcome::Failed;
     run.cycles.push(c);
     if !ok {
@@ -400,7 +437,7 @@ async fn measure(
     }
     run.after_initial = Some(fingerprint(store, &account).await?);
 
-    let c = one_cycle(&env, &integ, sim, CycleKind::Steady).await?;
+    let c = one_cycle(&env, &integ, sim, CycleKind::Steady, false).await?;
     let ok = c.outcome != Outcome::Failed;
     run.cycles.push(c);
     if !ok {
@@ -410,19 +447,30 @@ async fn measure(
 
     let renamed = sim.rename_every(RENAME_EVERY, RENAMED).await?;
     run.changed = renamed;
+    run.ungrouped = sim.ungroup_every(UNGROUP_EVERY, UNGROUP_OFFSET).await?;
     eprintln!(
-        "  renamed givenName of {} users in the simulator",
-        run.changed
+        "  renamed givenName of {} users and removed {} from their groups in the simulator",
+        run.changed, run.ungrouped
     );
-    let c = one_cycle(&env, &integ, sim, CycleKind::Changed).await?;
+    let c = one_cycle(&env, &integ, sim, CycleKind::Changed, false).await?;
     let ok = c.outcome != Outcome::Failed;
     run.cycles.push(c);
-    if ok {
-        run.after_changed = Some(fingerprint(store, &account).await?);
-        if breakdown {
-            run.breakdown = Some(time_parts(&env, &integ).await?);
-        }
+    if !ok {
+        return Ok(run);
     }
+    run.after_changed = Some(fingerprint(store, &account).await?);
+    if breakdown {
+        run.breakdown = Some(time_parts(&env, &integ).await?);
+    }
+    let c = one_cycle(&env, &integ, sim, CycleKind::Reconcile, true).await?;
+    let ok = c.outcome != Outcome::Failed;
+    run.cycles.push(c);
+    if !ok {
+        return Ok(run);
+    }
+    sim.expire_delta_links().await?;
+    let c = one_cycle(&env, &integ, sim, CycleKind::Rejected, false).await?;
+    run.cycles.push(c);
     run.db_size_mb = target.sqlite_size_mb();
     Ok(run)
 }
@@ -439,11 +487,13 @@ async fn time_parts(env: &SyncEnv, integ: &GraphIntegration) -> Result<Breakdown
         .await
         .map_err(|e| anyhow!("reading Graph: {e}"))?;
     let read_time = started.elapsed();
+    let after_read = phase_memory(peak_was_reset)?;
     let started = Instant::now();
     let current = stored_users(&env.store, &integ.row.account_id)
         .await
         .context("loading the stored users")?;
     let load = started.elapsed();
+    let after_load = phase_memory(peak_was_reset)?;
     let policy = Policy::new(
         integ.row.id.clone(),
         integ.row.name.clone(),
@@ -453,6 +503,7 @@ async fn time_parts(env: &SyncEnv, integ: &GraphIntegration) -> Result<Breakdown
     let started = Instant::now();
     let planned = plan(&read.snapshot, &current, &policy);
     let plan_time = started.elapsed();
+    let after_plan = phase_memory(peak_was_reset)?;
     let started = Instant::now();
     let listed = describe(&planned, LISTED_CHANGES);
     let describe_time = started.elapsed();
@@ -472,7 +523,14 @@ async fn time_parts(env: &SyncEnv, integ: &GraphIntegration) -> Result<Breakdown
             + planned.staged.len()
             + planned.skips.len(),
         unchanged: planned.unchanged,
-        peak_mb: peak_was_reset.then_some(mem.hwm_mb),
+        // The phases reset the peak one after another: the whole breakdown's is their maximum.
+        peak_mb: peak_was_reset.then(|| {
+            [after_read.1, after_load.1, after_plan.1]
+                .into_iter()
+                .flatten()
+                .fold(mem.hwm_mb, f64::max)
+        }),
+        phases: [after_read, after_load, after_plan],
     };
     eprintln!(
         "    read {:.2} s, load {:.2} s, plan {:.2} s, describe {:.3} s",
@@ -489,6 +547,7 @@ async fn one_cycle(
     integ: &GraphIntegration,
     sim: &mut SimProcess,
     kind: CycleKind,
+    full: bool,
 ) -> Result<CycleResult> {
     eprintln!("  cycle {} ...", kind.label());
     sim.reset_stats().await?;
@@ -497,6 +556,7 @@ async fn one_cycle(
         trigger: Trigger::Manual,
         dry_run: false,
         allow_deletes: false,
+        full,
     };
     let started = Instant::now();
     let report = run_cycle(env, integ, opts)
@@ -506,8 +566,9 @@ async fn one_cycle(
     let stats = sim.stats().await?;
     let c = CycleResult::from_report(kind, &report, wall, stats, peak_was_reset)?;
     eprintln!(
-        "    {} in {:.2} s: {} Graph requests, created {} updated {} deprovisioned {} unchanged {}; RSS {:.1} MB, cycle peak {} MB, process peak {:.1} MB{}",
+        "    {} {} in {:.2} s: {} Graph requests, created {} updated {} deprovisioned {} unchanged {}; RSS {:.1} MB, cycle peak {} MB, process peak {:.1} MB{}",
         c.outcome.as_str(),
+        c.mode,
         wall.as_secs_f64(),
         c.client_requests,
         c.created,

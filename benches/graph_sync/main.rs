@@ -8,24 +8,31 @@
 //! cargo bench --bench graph_sync -- [--users N] [--postgres] [--breakdown] [--keep]
 //! ```
 //!
-//! Defaults: `--users 100000`, SQLite only. `--postgres` also runs the same cycles on
+//! Defaults: `--users 100000`, SQLite only. `--groups-only 200` builds the second tenant shape:
+//! every user assigned through 200 groups, none directly. `--postgres` also runs the same cycles on
 //! PostgreSQL at `postgres://postgres@127.0.0.1:5432/test` (override with
 //! `ESSENTRY_BENCH_POSTGRES_URL`), in a fresh schema `bench_graph_<random>` that is dropped at
 //! the end.
 //!
 //! For each backend it:
-//! 1. builds [`large_tenant`]`(N)` (a tenth of the users assigned directly, the rest through
+//! 1. builds [`large_tenant`](essentry_sync::entra::simulator::large_tenant)`(N)` (a tenth of the users assigned directly, the rest through
 //!    groups of [`LARGE_GROUP_SIZE`] members) and starts the simulator with that tenant in a
 //!    child process on `127.0.0.1`;
 //! 2. opens a fresh store (SQLite file in a temp dir, or the PostgreSQL schema), creates the
 //!    `default` account and a Graph integration pointing at the simulator ([`setup`]);
-//! 3. runs three cycles ([`cycles`]), each timed wall-clock around `run_cycle`:
-//!    - **initial**: every user in scope is created;
-//!    - **steady**: nothing changed in Entra; the cycle must write no directory row
-//!      (`applied` created/updated/deprovisioned all 0, no create/update/delete in `changes`,
-//!      and the stored users' count, version sum and latest `updated_at` unchanged);
-//!    - **1% changed**: `givenName` of every 100th user renamed in the simulator; exactly those
-//!      users must be updated (and found renamed in the store afterwards);
+//! 3. runs five cycles ([`cycles`]), each timed wall-clock around `run_cycle`:
+//!    - **initial**: a full read (the first cycle); every user in scope is created;
+//!    - **incremental, no change**: the cycle follows its delta links and must write no
+//!      directory row (`applied` created/updated/deprovisioned all 0, no create/update/delete in
+//!      `changes`, and the stored users' count, version sum and latest `updated_at` unchanged);
+//!    - **incremental, 1% renamed + 0.5% left groups**: `givenName` of every 100th user renamed
+//!      and every 200th user (from the 50th, none of the renamed) removed from its groups in the
+//!      simulator; exactly the renamed users must be updated and the others deprovisioned;
+//!    - **full reconcile** (`--full`): must write nothing — the incremental cycles left the
+//!      directory equal to a full cycle's result;
+//!    - **full read after a rejected delta link** (the simulator expires every delta token: 410
+//!      `syncStateNotFound`): must read in full and write nothing (no user still in scope
+//!      deleted or re-created);
 //! 4. counts Graph requests on both sides (the reader's own counter and the simulator's) against
 //!    the minimum the read strategy needs, computed from the tenant: `appRoleAssignedTo` pages
 //!    (`ceil(assignments / 999)`) + `getByIds` requests (`ceil(direct / 1000)`) + for each
@@ -38,11 +45,14 @@
 //!    uses mimalloc, the allocator of the `essentry-sync` binary.
 //!
 //! `--breakdown` then times the parts of one more steady cycle one by one (Graph read, loading
-//! the stored users, plan, describe; nothing applied). `--keep` keeps the temp dir with the
+//! the stored users, plan, describe; nothing applied), with the RSS after each part and the peak
+//! during it. `--keep` keeps the temp dir with the
 //! SQLite file.
 //!
 //! It prints a markdown table and the checks ([`report`]). Floors, for SQLite on a 2-core
-//! machine: initial cycle < 120 s, steady cycle < 30 s with zero writes, peak RSS < 300 MB.
+//! machine: initial cycle < 120 s, steady cycle < 30 s with zero writes, peak RSS <= 200 MB; on
+//! every backend (issue 11): the incremental no-change cycle <= 1 s and <= 15% of a full read's
+//! Graph requests, the 1% + 0.5% incremental cycle <= 2 s.
 //! Correctness checks (every user created, zero writes when steady, updates = users changed)
 //! apply to every backend; the timing and memory floors to SQLite only (PostgreSQL figures are
 //! reported). Exit code: 1 when a check fails, 2 when a backend could not be benchmarked.
@@ -78,12 +88,14 @@ pub struct Options {
     pub pg_url: String,
     /// Also time the parts of a steady cycle one by one (read, load, plan, describe).
     pub breakdown: bool,
+    /// The second tenant shape: every user assigned through this many groups (none directly).
+    pub groups_only: Option<usize>,
     /// Keep the temp dir (SQLite file, secret key) and print where it is.
     pub keep: bool,
 }
 
 const USAGE: &str = "usage: cargo bench --bench graph_sync -- [--users 100000] [--postgres] \
-                     [--breakdown] [--keep]";
+                     [--groups-only 200] [--breakdown] [--keep]";
 
 fn parse_args() -> Result<Options> {
     let mut opts = Options {
@@ -92,6 +104,7 @@ fn parse_args() -> Result<Options> {
         pg_url: std::env::var("ESSENTRY_BENCH_POSTGRES_URL")
             .unwrap_or_else(|_| DEFAULT_PG_URL.to_owned()),
         breakdown: false,
+        groups_only: None,
         keep: false,
     };
     let mut args = std::env::args().skip(1);
@@ -117,6 +130,12 @@ fn parse_args() -> Result<Options> {
                 }
             }
             "--breakdown" => opts.breakdown = true,
+            "--groups-only" => {
+                let v = inline
+                    .or_else(|| args.next())
+                    .ok_or_else(|| anyhow!("--groups-only needs a value\n{USAGE}"))?;
+                opts.groups_only = Some(v.parse().context("--groups-only")?);
+            }
             "--keep" => opts.keep = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -185,7 +204,8 @@ async fn main() -> ExitCode {
     let mut argv = std::env::args().skip(1);
     if argv.next().as_deref() == Some("--simulator-child") {
         let users = argv.next().and_then(|n| n.parse().ok()).unwrap_or(100_000);
-        return sim_process::child_main(users).await;
+        let groups_only = argv.next().and_then(|n| n.parse().ok());
+        return sim_process::child_main(users, groups_only).await;
     }
     common::init_tracing();
 

@@ -9,7 +9,13 @@ use crate::{Backend, Options};
 /// Floors (SQLite, 2-core machine).
 const FLOOR_INITIAL_S: f64 = 120.0;
 const FLOOR_STEADY_S: f64 = 30.0;
-const FLOOR_PEAK_RSS_MB: f64 = 300.0;
+/// Issue 11: peak RSS of a full 100k-user cycle (the process's high-water mark).
+const FLOOR_PEAK_RSS_MB: f64 = 200.0;
+/// Issue 11's floors for incremental cycles (every backend): no change ≤ 1 s and ≤ 15% of a
+/// full read's Graph requests; 1% renamed + 0.5% removed from groups ≤ 2 s.
+const FLOOR_INCREMENTAL_QUIET_S: f64 = 1.0;
+const FLOOR_INCREMENTAL_QUIET_SHARE: f64 = 0.15;
+const FLOOR_INCREMENTAL_CHANGED_S: f64 = 2.0;
 
 fn requests_vs_min(c: &CycleResult, min: usize) -> String {
     let over = c.client_requests as i64 - min as i64;
@@ -24,25 +30,30 @@ pub fn table(runs: &[BackendRun], opts: &Options) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "\n### essentry-sync Graph pull sync: tenant of {} users, simulator on loopback\n",
-        opts.users
+        "\n### essentry-sync Graph pull sync: tenant of {} users ({}), simulator on loopback\n",
+        opts.users,
+        match opts.groups_only {
+            Some(g) => format!("all through {g} groups"),
+            None => "a tenth direct, the rest through groups of 5,000".to_owned(),
+        }
     );
     let _ = writeln!(
         s,
-        "| Backend | Cycle | Outcome | Wall s | Graph requests (reader / simulator) | Minimum | Token requests | Created | Updated | Deprovisioned | Unchanged | Apply s | RSS after MB | Cycle peak RSS MB | Process peak RSS MB |"
+        "| Backend | Cycle | Read | Outcome | Wall s | Graph requests (reader / simulator) | Minimum | Token requests | Created | Updated | Deprovisioned | Unchanged | Apply s | RSS after MB | Cycle peak RSS MB | Process peak RSS MB |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     );
     for r in runs {
         let min = r.expected.min_requests();
         for c in &r.cycles {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.2} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {:.1} |",
+                "| {} | {} | {} | {} | {:.2} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {:.1} |",
                 r.backend.name(),
                 c.kind.label(),
+                c.mode,
                 c.outcome.as_str(),
                 c.wall.as_secs_f64(),
                 c.client_requests,
@@ -142,7 +153,7 @@ pub fn table(runs: &[BackendRun], opts: &Options) -> String {
                 s,
                 "- {name}: breakdown of one more steady cycle: Graph read {:.2} s ({} requests, {} users), \
                  loading {} stored users {:.2} s, plan {:.2} s ({} unchanged, {} planned), describe {:.3} s; \
-                 peak RSS while held {}",
+                 peak RSS while held {}; RSS (peak during) after the read {}, the load {}, the plan {}",
                 b.read.as_secs_f64(),
                 b.read_requests,
                 b.in_scope,
@@ -155,6 +166,9 @@ pub fn table(runs: &[BackendRun], opts: &Options) -> String {
                 b.peak_mb
                     .map(|m| format!("{m:.1} MB"))
                     .unwrap_or_else(|| "-".to_owned()),
+                phase(b.phases[0]),
+                phase(b.phases[1]),
+                phase(b.phases[2]),
             );
         }
         if let Some(dir) = &r.kept {
@@ -162,6 +176,14 @@ pub fn table(runs: &[BackendRun], opts: &Options) -> String {
         }
     }
     s
+}
+
+/// `RSS MB (peak MB)` of one breakdown phase.
+fn phase((rss, peak): (f64, Option<f64>)) -> String {
+    match peak {
+        Some(p) => format!("{rss:.1} MB ({p:.1} MB)"),
+        None => format!("{rss:.1} MB"),
+    }
 }
 
 pub struct Check {
@@ -251,31 +273,93 @@ pub fn checks(r: &BackendRun) -> Vec<Check> {
             let renamed = r.after_changed.as_ref().map(|f| f.renamed).unwrap_or(0);
             check(
                 format!(
-                    "1% cycle: outcome {}, {} updated (planned {}) = {} changed, {renamed} renamed in the store, created {} deprovisioned {}",
+                    "1% cycle: outcome {}, {} updated (planned {}) = {} changed, {renamed} renamed in the store, created {}, deprovisioned {} = {} removed from groups",
                     c.outcome.as_str(),
                     c.updated,
                     c.planned("update"),
                     r.changed,
                     c.created,
                     c.deprovisioned,
+                    r.ungrouped,
                 ),
                 c.outcome.as_str() == "success"
                     && c.updated == r.changed
                     && c.planned("update") == r.changed
                     && renamed == r.changed
                     && c.created == 0
-                    && c.deprovisioned == 0
-                    && c.planned("delete") == 0,
+                    && c.deprovisioned == r.ungrouped,
+                true,
+            );
+            check(
+                format!(
+                    "incremental cycle, 1% renamed + {} removed from groups: {:.2} s <= {FLOOR_INCREMENTAL_CHANGED_S:.0} s ({})",
+                    r.ungrouped,
+                    c.wall.as_secs_f64(),
+                    c.mode
+                ),
+                c.mode == "incremental" && c.wall.as_secs_f64() <= FLOOR_INCREMENTAL_CHANGED_S,
                 true,
             );
         }
         None => check("1% cycle: not run".into(), false, true),
     }
 
+    let full_requests = r
+        .cycle(CycleKind::Reconcile)
+        .or_else(|| r.cycle(CycleKind::Initial))
+        .map(|c| c.client_requests)
+        .unwrap_or(0);
+    if let Some(c) = r.cycle(CycleKind::Steady) {
+        let share = c.client_requests as f64 / full_requests.max(1) as f64;
+        check(
+            format!(
+                "incremental cycle, no change: {:.2} s <= {FLOOR_INCREMENTAL_QUIET_S:.0} s, {} Graph requests = {:.1}% of a full read's {full_requests} (<= {:.0}%), {}",
+                c.wall.as_secs_f64(),
+                c.client_requests,
+                share * 100.0,
+                FLOOR_INCREMENTAL_QUIET_SHARE * 100.0,
+                c.mode
+            ),
+            c.mode == "incremental"
+                && c.wall.as_secs_f64() <= FLOOR_INCREMENTAL_QUIET_S
+                && share <= FLOOR_INCREMENTAL_QUIET_SHARE,
+            true,
+        );
+    }
+    match r.cycle(CycleKind::Reconcile) {
+        Some(c) => check(
+            format!(
+                "full reconcile after the incremental cycles: outcome {}, zero writes (the directory equals a full cycle's result): created {} updated {} deprovisioned {}",
+                c.outcome.as_str(),
+                c.created,
+                c.updated,
+                c.deprovisioned
+            ),
+            c.outcome.as_str() == "success" && c.zero_writes(),
+            true,
+        ),
+        None => check("full reconcile: not run".into(), false, true),
+    }
+    match r.cycle(CycleKind::Rejected) {
+        Some(c) => check(
+            format!(
+                "rejected delta link: {}, outcome {}, no user deleted or re-created (created {} updated {} deprovisioned {})",
+                c.mode,
+                c.outcome.as_str(),
+                c.created,
+                c.updated,
+                c.deprovisioned
+            ),
+            c.mode == "full (delta_rejected)" && c.outcome.as_str() == "success" && c.zero_writes(),
+            true,
+        ),
+        None => check("rejected delta link: not run".into(), false, true),
+    }
+
     let peak = r.cycles.iter().map(|c| c.peak_mb).fold(0.0, f64::max);
     check(
-        format!("process peak RSS (VmHWM) {peak:.1} MB < {FLOOR_PEAK_RSS_MB:.0} MB"),
-        !r.cycles.is_empty() && peak < FLOOR_PEAK_RSS_MB,
+        format!("process peak RSS (VmHWM) {peak:.1} MB <= {FLOOR_PEAK_RSS_MB:.0} MB"),
+        !r.cycles.is_empty() && peak <= FLOOR_PEAK_RSS_MB,
         floors,
     );
     out

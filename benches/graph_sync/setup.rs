@@ -187,6 +187,7 @@ pub async fn integration(
         mapping: Default::default(),
         threshold: Default::default(),
         schedule: None,
+        full_reconcile: None,
     };
     let name = "bench-graph";
     integrations::create_graph(

@@ -2,13 +2,19 @@
 //! `graph_sync --simulator-child N` — so that the memory figures are the sync's own and not the
 //! simulated tenant's (a 100k-user tenant and its rendered pages weigh ~100 MB). The parent
 //! drives it over the child's stdin/stdout, one command line in and one JSON answer line out:
-//! `stats`, `reset`, `rename <every> <prefix>` (a new givenName for every Nth user) and `quit`.
+//! `stats`, `reset`, `rename <every> <prefix>` (a new givenName for every Nth user),
+//! `ungroup <every> <offset>` (every Nth user from `offset` on leaves its groups), `expire`
+//! (every delta link issued so far answers 410 `syncStateNotFound`) and `quit`.
 
 use std::collections::BTreeMap;
 use std::process::{ExitCode, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
-use essentry_sync::entra::simulator::{Simulator, large_tenant};
+use essentry_sync::entra::simulator::{
+    DeltaExpiry, SAMPLE_APP_ROLE_ID, SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET,
+    SAMPLE_SERVICE_PRINCIPAL_ID, SAMPLE_TENANT_ID, SimGroup, SimUser, Simulator, Tenant,
+    large_tenant,
+};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
@@ -32,11 +38,13 @@ pub struct SimProcess {
 }
 
 impl SimProcess {
-    /// Starts the child with a tenant of `users` (built there, as `large_tenant(users)`).
-    pub async fn start(users: usize) -> Result<Self> {
+    /// Starts the child with a tenant of `users` (built there, as [`bench_tenant`]).
+    pub async fn start(users: usize, groups_only: Option<usize>) -> Result<Self> {
         let exe = std::env::current_exe().context("locating the bench binary")?;
+        let mut args = vec!["--simulator-child".to_owned(), users.to_string()];
+        args.extend(groups_only.map(|g| g.to_string()));
         let mut child = tokio::process::Command::new(exe)
-            .args(["--simulator-child", &users.to_string()])
+            .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -122,15 +130,64 @@ impl SimProcess {
             .ok_or_else(|| anyhow!("bad rename answer {v}"))
     }
 
+    /// Every `every`-th user from `offset` on that is a group member leaves its groups; returns
+    /// how many users did.
+    pub async fn ungroup_every(&mut self, every: usize, offset: usize) -> Result<usize> {
+        let v = self.ask(&format!("ungroup {every} {offset}")).await?;
+        v["ungrouped"]
+            .as_u64()
+            .map(|n| n as usize)
+            .ok_or_else(|| anyhow!("bad ungroup answer {v}"))
+    }
+
+    /// Every delta link issued so far is rejected (410 `syncStateNotFound`).
+    pub async fn expire_delta_links(&mut self) -> Result<()> {
+        self.ask("expire").await.map(|_| ())
+    }
+
     pub async fn shutdown(mut self) {
         let _ = self.ask("quit").await;
         let _ = self.child.wait().await;
     }
 }
 
+/// The benchmark's tenant: [`large_tenant`] (a tenth assigned directly, groups of 5,000), or
+/// with `groups_only` every user assigned through that many groups of equal size
+/// (`bench.onmicrosoft.com`, `user000001@bench.example`, ...).
+pub fn bench_tenant(users: usize, groups_only: Option<usize>) -> Tenant {
+    let Some(groups) = groups_only.filter(|g| *g > 0) else {
+        return large_tenant(users);
+    };
+    let mut t = Tenant::new(SAMPLE_TENANT_ID, SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET);
+    t.domain = "bench.onmicrosoft.com".to_owned();
+    t.service_principal_id = SAMPLE_SERVICE_PRINCIPAL_ID.to_owned();
+    t.app_role_id = SAMPLE_APP_ROLE_ID.to_owned();
+    let per_group = users.div_ceil(groups);
+    let mut members: Vec<String> = Vec::with_capacity(per_group);
+    let mut group_no = 0u64;
+    for i in 0..users {
+        let no = i as u64 + 1;
+        let upn = format!("user{no:06}@bench.example");
+        let user = SimUser::new(&upn)
+            .with_id(format!("be0c0001-0000-4000-8000-{no:012x}"))
+            .named("User", &format!("{no:06}"))
+            .with_mail(&upn);
+        members.push(t.add_user(user));
+        if members.len() == per_group || i + 1 == users {
+            group_no += 1;
+            let group = SimGroup::new(&format!("Bench Group {group_no}"))
+                .with_id(format!("be0c0002-0000-4000-8000-{group_no:012x}"))
+                .with_members(std::mem::take(&mut members));
+            let gid = t.add_group(group);
+            t.assign(&gid);
+        }
+    }
+    t
+}
+
 /// The child's side: serve the tenant and answer commands until `quit` or end of input.
-pub async fn child_main(users: usize) -> ExitCode {
-    match serve(users).await {
+pub async fn child_main(users: usize, groups_only: Option<usize>) -> ExitCode {
+    match serve(users, groups_only).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("simulator process: {e:#}");
@@ -139,8 +196,8 @@ pub async fn child_main(users: usize) -> ExitCode {
     }
 }
 
-async fn serve(users: usize) -> Result<()> {
-    let sim = Simulator::start(large_tenant(users)).await?;
+async fn serve(users: usize, groups_only: Option<usize>) -> Result<()> {
+    let sim = Simulator::start(bench_tenant(users, groups_only)).await?;
     let mut out = tokio::io::stdout();
     let say = |v: Value| format!("{v}\n");
     out.write_all(
@@ -180,6 +237,40 @@ async fn serve(users: usize) -> Result<()> {
                     }
                 });
                 json!({"renamed": ids.len()})
+            }
+            Some("ungroup") => {
+                let every: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(200);
+                let offset: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(50);
+                let ids: Vec<String> = sim.with_tenant(|t| {
+                    t.users()
+                        .skip(offset)
+                        .step_by(every.max(1))
+                        .map(|u| u.id.clone())
+                        .collect()
+                });
+                let ungrouped = sim.with_tenant(|t| {
+                    let mut n = 0usize;
+                    for id in &ids {
+                        let groups: Vec<String> = t
+                            .groups_of(id, false)
+                            .iter()
+                            .map(|g| g.id.clone())
+                            .collect();
+                        if groups.is_empty() {
+                            continue;
+                        }
+                        for g in groups {
+                            t.remove_member(&g, id);
+                        }
+                        n += 1;
+                    }
+                    n
+                });
+                json!({"ungrouped": ungrouped})
+            }
+            Some("expire") => {
+                sim.expire_delta_tokens(DeltaExpiry::SyncStateNotFound);
+                json!({"ok": true})
             }
             Some("quit") => {
                 out.write_all(say(json!({"ok": true})).as_bytes()).await?;

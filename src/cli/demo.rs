@@ -83,6 +83,7 @@ pub(super) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
         mapping: Default::default(),
         threshold: Default::default(),
         schedule: None,
+        full_reconcile: None,
     };
     integrations::create_graph(
         &env.store,
@@ -102,6 +103,7 @@ pub(super) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
         trigger,
         dry_run: false,
         allow_deletes: false,
+        full: false,
     };
     println!("Graph integration {INTEGRATION:?} created (client secret sealed at rest)");
 

@@ -56,6 +56,10 @@ pub struct CreateGraphArgs {
     /// `every 40m` or a cron expression (default: the sync.schedule setting).
     #[arg(long)]
     pub schedule: Option<String>,
+    /// How often a cycle reads the whole scope instead of following Graph's delta links:
+    /// `every 24h` or a cron expression (default: the sync.full_reconcile setting).
+    #[arg(long)]
+    pub full_reconcile: Option<String>,
     /// Hold a cycle that would delete more users than this (default 500; 0 = no limit).
     #[arg(long)]
     pub max_deletes: Option<usize>,
@@ -84,6 +88,9 @@ pub struct SyncArgs {
     /// still finds due; see `essentry-sync deletions` to review them one by one.
     #[arg(long, conflicts_with = "user")]
     pub allow_deletes: bool,
+    /// Read the whole scope (a full reconcile) instead of following Graph's delta links.
+    #[arg(long, conflicts_with = "user")]
+    pub full: bool,
     /// Provision only this user, now: a userPrincipalName or an Entra object id.
     #[arg(long)]
     pub user: Option<String>,
@@ -133,7 +140,7 @@ pub(super) async fn create_graph(env: Env, args: CreateGraphArgs) -> Result<()> 
         "mail" => UserNameSource::Mail,
         other => bail!("--user-name-from {other:?}: use upn or mail"),
     };
-    if let Some(s) = &args.schedule {
+    for s in [&args.schedule, &args.full_reconcile].into_iter().flatten() {
         crate::sync::schedule::Schedule::parse(s).map_err(|e| anyhow!(e))?;
     }
     let defaults = DeletionThreshold::default();
@@ -159,6 +166,7 @@ pub(super) async fn create_graph(env: Env, args: CreateGraphArgs) -> Result<()> 
             },
         },
         schedule: args.schedule.clone(),
+        full_reconcile: args.full_reconcile.clone(),
     };
     let account = env
         .account_or_create(&args.common, args.create_account)
@@ -230,6 +238,7 @@ pub(super) async fn sync(env: Env, args: SyncArgs) -> Result<()> {
             trigger: Trigger::Manual,
             dry_run: args.dry_run,
             allow_deletes: args.allow_deletes,
+            full: args.full,
         },
     )
     .await?;
@@ -419,6 +428,14 @@ pub(super) async fn status(env: Env, common: Common) -> Result<()> {
                     .unwrap_or_default()
             );
         }
+        println!(
+            "  reads: {}; full reconcile {}, next {}",
+            s.reads,
+            s.full_reconcile,
+            s.next_full_reconcile
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_else(|| "with the next cycle".to_owned())
+        );
         if let Some(n) = &s.next_run {
             println!(
                 "  next run: {}{}",

@@ -224,6 +224,7 @@ fn graph_settings(form: &CreateForm) -> Result<GraphSettings, ConsoleError> {
             max_percent,
         },
         schedule,
+        full_reconcile: None,
     })
 }
 

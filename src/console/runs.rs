@@ -154,7 +154,8 @@ pub struct StartForm {
     mode: String,
 }
 
-/// `POST /admin/integrations/{name}/run` (`mode=run` or `mode=dry_run`): starts the cycle and
+/// `POST /admin/integrations/{name}/run` (`mode=run`, `mode=dry_run` or `mode=full`, a cycle
+/// that reads the whole scope): starts the cycle and
 /// redirects to its page.
 pub async fn start(
     State(state): State<AppState>,
@@ -162,9 +163,10 @@ pub async fn start(
     Path(name): Path<String>,
     Form(form): Form<StartForm>,
 ) -> Result<Response, ConsoleError> {
-    let dry_run = match form.mode.as_str() {
-        "run" => false,
-        "dry_run" => true,
+    let (dry_run, full) = match form.mode.as_str() {
+        "run" => (false, false),
+        "dry_run" => (true, false),
+        "full" => (false, true),
         other => return Err(ConsoleError::BadRequest(format!("unknown mode {other:?}"))),
     };
     let integ = open(&state, &viewer, &name).await?;
@@ -188,7 +190,11 @@ pub async fn start(
         &state,
         Some(&viewer.account),
         &viewer.token_name,
-        if dry_run { "dry_run" } else { "run_now" },
+        match (dry_run, full) {
+            (true, _) => "dry_run",
+            (false, true) => "run_full",
+            (false, false) => "run_now",
+        },
         Some(&integ.row.name),
         None,
         &viewer.client,
@@ -202,6 +208,7 @@ pub async fn start(
             trigger: Trigger::Manual,
             dry_run,
             allow_deletes: false,
+            full,
         };
         let result = with_progress(cell, run_cycle(&env, &integ, opts)).await;
         task_state

@@ -58,23 +58,42 @@ impl Snapshot {
     /// The snapshot of a read that finished. A user listed more than once (assigned directly and
     /// through groups, or returned on two pages) is kept once, with its assignments merged; the
     /// first occurrence's attributes win.
-    pub fn complete(users: Vec<EntraUser>) -> Self {
-        let mut index: HashMap<EntraObjectId, usize> = HashMap::with_capacity(users.len());
-        let mut out: Vec<EntraUser> = Vec::with_capacity(users.len());
-        for user in users {
-            if let Some(&i) = index.get(&user.object_id) {
-                let kept = &mut out[i];
-                for a in user.assigned_via {
-                    if !kept.assigned_via.contains(&a) {
-                        kept.assigned_via.push(a);
-                    }
+    pub fn complete(mut users: Vec<EntraUser>) -> Self {
+        // In place: a second vector of 100,000 users would double the read's peak memory.
+        let mut first: HashMap<&str, usize> = HashMap::with_capacity(users.len());
+        let mut duplicate_of: Vec<Option<usize>> = Vec::new();
+        for (i, user) in users.iter().enumerate() {
+            match first.get(user.object_id.as_str()) {
+                Some(&f) => {
+                    duplicate_of.resize(users.len(), None);
+                    duplicate_of[i] = Some(f);
                 }
-            } else {
-                index.insert(user.object_id.clone(), out.len());
-                out.push(user);
+                None => {
+                    first.insert(user.object_id.as_str(), i);
+                }
             }
         }
-        Self { users: out }
+        drop(first);
+        if duplicate_of.is_empty() {
+            return Self { users };
+        }
+        for (i, f) in duplicate_of.iter().enumerate() {
+            let Some(f) = *f else { continue };
+            let via = std::mem::take(&mut users[i].assigned_via);
+            let kept = &mut users[f].assigned_via;
+            for a in via {
+                if !kept.contains(&a) {
+                    kept.push(a);
+                }
+            }
+        }
+        let mut index = 0;
+        users.retain(|_| {
+            let keep = duplicate_of[index].is_none();
+            index += 1;
+            keep
+        });
+        Self { users }
     }
 
     pub fn users(&self) -> &[EntraUser] {
@@ -87,5 +106,48 @@ impl Snapshot {
 
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(oid: &str, given: &str, via: Vec<Assignment>) -> EntraUser {
+        EntraUser {
+            object_id: EntraObjectId::parse(oid).expect("oid"),
+            user_principal_name: Some(format!("{given}@example.com")),
+            mail: None,
+            given_name: Some(given.to_owned()),
+            surname: None,
+            display_name: None,
+            mail_nickname: None,
+            account_enabled: Some(true),
+            assigned_via: via,
+        }
+    }
+
+    #[test]
+    fn a_user_read_twice_is_kept_once_with_merged_assignments() {
+        let a = "6e7b768e-07e2-4810-8459-485f84f8f204";
+        let b = "0c8f1b7e-3d5a-4e6f-9a21-6b4c2d8e7f10";
+        let g = |n: &str| Assignment::Group {
+            group_id: EntraObjectId::parse("3f2a9c4d-1b6e-4f80-a5d7-9e0c1b2a3d4e").expect("gid"),
+            group_name: Some(n.to_owned()),
+        };
+        let snapshot = Snapshot::complete(vec![
+            user(a, "first", vec![Assignment::Direct]),
+            user(b, "bob", vec![g("Sales")]),
+            user(a, "second", vec![g("Sales"), Assignment::Direct]),
+            user(b, "bob-again", vec![g("Sales")]),
+        ]);
+        assert_eq!(snapshot.len(), 2);
+        let users = snapshot.users();
+        assert_eq!(users[0].given_name.as_deref(), Some("first"));
+        assert_eq!(users[0].assigned_via, vec![Assignment::Direct, g("Sales")]);
+        assert_eq!(users[1].given_name.as_deref(), Some("bob"));
+        assert_eq!(users[1].assigned_via, vec![g("Sales")]);
+        let single = Snapshot::complete(vec![user(a, "only", vec![])]);
+        assert_eq!(single.users()[0].given_name.as_deref(), Some("only"));
     }
 }

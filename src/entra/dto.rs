@@ -13,6 +13,9 @@ pub(super) struct Page<T> {
     pub value: Option<Vec<T>>,
     #[serde(rename = "@odata.nextLink")]
     pub next_link: Option<String>,
+    /// The last page of a delta listing carries the link of the next round.
+    #[serde(rename = "@odata.deltaLink")]
+    pub delta_link: Option<String>,
 }
 
 /// `GET /servicePrincipals/{id}/appRoleAssignedTo`.

@@ -38,7 +38,9 @@ use serde_json::json;
 
 use super::auth::{AuthError, TokenSource};
 use super::cloud::Endpoints;
+use super::delta::Assigned;
 use super::dto;
+use super::read_error::short_failure;
 pub use super::read_error::{CallError, ReadError};
 use super::retry::{self, RetryBudget, RetryError, RetryPolicy, Verdict};
 use crate::domain::EntraObjectId;
@@ -217,6 +219,10 @@ impl GraphReader {
         })))
     }
 
+    pub(super) fn config(&self) -> &ReaderConfig {
+        &self.0.config
+    }
+
     pub fn stats(&self) -> ReadStats {
         ReadStats {
             requests: self.0.requests.load(Ordering::Relaxed),
@@ -260,21 +266,14 @@ impl GraphReader {
 
     /// Reads everything in the application's scope. Only a complete read returns.
     pub async fn read_scope(&self) -> Result<ScopeRead, ReadError> {
-        let assignments = self.assignments().await?;
-        let mut direct: Vec<String> = Vec::new();
-        let mut groups: Vec<(String, Option<String>)> = Vec::new();
-        let (mut seen_u, mut seen_g) = (HashSet::new(), HashSet::new());
-        for a in &assignments {
-            match a.principal_type.as_deref() {
-                Some("User") if seen_u.insert(a.principal_id.to_ascii_lowercase()) => {
-                    direct.push(a.principal_id.clone());
-                }
-                Some("Group") if seen_g.insert(a.principal_id.to_ascii_lowercase()) => {
-                    groups.push((a.principal_id.clone(), a.principal_display_name.clone()));
-                }
-                _ => {}
-            }
-        }
+        let assigned = self.read_assignments().await?;
+        self.read_scope_of(&assigned).await
+    }
+
+    /// Reads the users `assigned` puts in scope (directly, and as members of the groups).
+    pub async fn read_scope_of(&self, assigned: &Assigned) -> Result<ScopeRead, ReadError> {
+        let direct = &assigned.direct;
+        let groups = &assigned.groups;
         let concurrency = self.0.config.concurrency.max(1);
         // Boxed with an explicit `Send` bound: spawned cycles need the future to be `Send`,
         // which the compiler cannot prove through the closures of a lazily mapped iterator.
@@ -282,7 +281,7 @@ impl GraphReader {
         for chunk in direct.chunks(GET_BY_IDS_MAX) {
             reads.push(Box::pin(self.users_by_ids(chunk.to_vec())));
         }
-        for (id, name) in &groups {
+        for (id, name) in groups {
             reads.push(Box::pin(self.group_users(id.clone(), name.clone())));
         }
         let read: Vec<Vec<EntraUser>> = stream::iter(reads)
@@ -290,18 +289,23 @@ impl GraphReader {
             .try_collect()
             .await?;
         let direct_count = direct.len();
-        let users: Vec<EntraUser> = read.into_iter().flatten().collect();
-        // A user in several groups counts once.
-        let distinct: HashSet<&str> = users.iter().map(|u| u.object_id.as_str()).collect();
-        if distinct.len() > self.0.config.max_users {
+        // Sized up front: collected by doubling, 100,000 users would be copied and briefly held
+        // twice (the read's peak memory).
+        let mut users: Vec<EntraUser> = Vec::with_capacity(read.iter().map(Vec::len).sum());
+        for part in read {
+            users.extend(part);
+        }
+        // A user in several groups counts once (the snapshot keeps each once).
+        let snapshot = Snapshot::complete(users);
+        if snapshot.len() > self.0.config.max_users {
             return Err(ReadError::UserCap {
                 what: "the application's scope".to_owned(),
                 cap: self.0.config.max_users,
             });
         }
         Ok(ScopeRead {
-            snapshot: Snapshot::complete(users),
-            assignments: assignments.len(),
+            snapshot,
+            assignments: assigned.rows,
             direct_users: direct_count,
             groups: groups.len(),
         })
@@ -400,7 +404,7 @@ impl GraphReader {
         Ok(out)
     }
 
-    async fn assignments(&self) -> Result<Vec<dto::AppRoleAssignment>, ReadError> {
+    pub(super) async fn assignments(&self) -> Result<Vec<dto::AppRoleAssignment>, ReadError> {
         let sp = self.0.config.service_principal_id.clone();
         self.collect_pages("the application's assignments (appRoleAssignedTo)", || {
             self.0
@@ -413,7 +417,7 @@ impl GraphReader {
         .await
     }
 
-    async fn users_by_ids(&self, ids: Vec<String>) -> Result<Vec<EntraUser>, ReadError> {
+    pub(super) async fn users_by_ids(&self, ids: Vec<String>) -> Result<Vec<EntraUser>, ReadError> {
         let body = json!({ "ids": ids, "types": ["user"] });
         let what = format!("{} directly assigned users (getByIds)", ids.len());
         let page: dto::Page<dto::User> = self
@@ -441,7 +445,7 @@ impl GraphReader {
             .collect())
     }
 
-    async fn group_users(
+    pub(super) async fn group_users(
         &self,
         group: String,
         name: Option<String>,
@@ -489,6 +493,22 @@ impl GraphReader {
         T: DeserializeOwned,
         F: Fn() -> RequestHandler,
     {
+        Ok(self.walk_pages(what, first, false).await?.0)
+    }
+
+    /// Every page of a listing, each checked (see the module documentation). A delta listing
+    /// (`delta`) must end with an `@odata.deltaLink`, returned with the items; a page with
+    /// neither link is a broken listing.
+    pub(super) async fn walk_pages<T, F>(
+        &self,
+        what: &str,
+        first: F,
+        delta: bool,
+    ) -> Result<(Vec<T>, Option<String>), ReadError>
+    where
+        T: DeserializeOwned,
+        F: Fn() -> RequestHandler,
+    {
         let mut out: Vec<T> = Vec::new();
         let mut page: dto::Page<T> = self.send_json(what, &first).await?;
         let mut number = 1u32;
@@ -510,7 +530,18 @@ impl GraphReader {
                 });
             }
             let Some(next) = page.next_link else {
-                return Ok(out);
+                return match (delta, page.delta_link) {
+                    (false, _) => Ok((out, None)),
+                    (true, Some(link)) => {
+                        self.next_link(what, number + 1, &link)?;
+                        Ok((out, Some(link)))
+                    }
+                    (true, None) => Err(ReadError::BadPage {
+                        what: what.to_owned(),
+                        page: number,
+                        reason: "neither @odata.nextLink nor @odata.deltaLink".to_owned(),
+                    }),
+                };
             };
             number += 1;
             if number > self.0.config.max_pages {
@@ -529,18 +560,19 @@ impl GraphReader {
                     });
                 }
             }
-            page = self
-                .send_json(what, || {
-                    let mut h = self.0.client.custom(Method::GET, None);
-                    *AsMut::<Url>::as_mut(&mut h) = next.clone();
-                    h
-                })
-                .await?;
+            page = self.send_json(what, || self.get_url(&next)).await?;
         }
     }
 
+    /// A GET of an absolute URL (a `nextLink`, a stored `deltaLink`).
+    pub(super) fn get_url(&self, url: &Url) -> RequestHandler {
+        let mut h = self.0.client.custom(Method::GET, None);
+        *AsMut::<Url>::as_mut(&mut h) = url.clone();
+        h
+    }
+
     /// A `nextLink` must be an absolute URL on the Graph host we talk to.
-    fn next_link(&self, what: &str, page: u32, link: &str) -> Result<Url, ReadError> {
+    pub(super) fn next_link(&self, what: &str, page: u32, link: &str) -> Result<Url, ReadError> {
         let bad = |reason: String| ReadError::BadPage {
             what: what.to_owned(),
             page: page - 1,
@@ -558,7 +590,7 @@ impl GraphReader {
     }
 
     /// One request with retries, and one token refresh on a 401.
-    async fn send_json<T, F>(&self, what: &str, make: F) -> Result<T, ReadError>
+    pub(super) async fn send_json<T, F>(&self, what: &str, make: F) -> Result<T, ReadError>
     where
         T: DeserializeOwned,
         F: Fn() -> RequestHandler,
@@ -705,44 +737,6 @@ fn shorten(key: &str) -> String {
     }
 }
 
-fn short_failure(e: &GraphFailure) -> String {
-    match e {
-        GraphFailure::ReqwestError(r) => {
-            let mut text = r.without_url_ref();
-            let mut source = std::error::Error::source(r);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
-        other => {
-            let text = other.to_string();
-            text.lines()
-                .next()
-                .unwrap_or_default()
-                .chars()
-                .take(300)
-                .collect()
-        }
-    }
-}
-
-trait WithoutUrlRef {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrlRef for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let text = self.to_string();
-        match self.url() {
-            Some(url) => text.replace(&format!(" for url ({url})"), ""),
-            None => text,
-        }
-    }
-}
-
 /// Graph hosts graph-rs-sdk accepts through `use_endpoint`.
 const MICROSOFT_GRAPH_HOSTS: &[&str] = &[
     "graph.microsoft.com",
@@ -752,7 +746,7 @@ const MICROSOFT_GRAPH_HOSTS: &[&str] = &[
     "canary.graph.microsoft.com",
 ];
 
-fn entra_user(u: dto::User, assigned_via: Vec<Assignment>) -> Option<EntraUser> {
+pub(super) fn entra_user(u: dto::User, assigned_via: Vec<Assignment>) -> Option<EntraUser> {
     let object_id = match EntraObjectId::parse(&u.id) {
         Ok(id) => id,
         Err(_) => {

@@ -1,9 +1,10 @@
 //! Why a Graph read failed ([`ReadError`], with a short stable code for logs, counters and the
-//! provisioning log), and why one attempt failed ([`CallError`], as the retry policy sees it).
-//! Re-exported from [`crate::entra::graph`].
+//! provisioning log), why one attempt failed ([`CallError`], as the retry policy sees it), and
+//! graph-rs-sdk's errors in one line without the URL. Re-exported from [`crate::entra::graph`].
 
 use super::auth::AuthError;
 use super::retry::RetryError;
+use graph_rs_sdk::GraphFailure;
 
 /// Why a read failed. Any of these aborts the cycle before it deprovisions anyone.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,10 @@ pub enum ReadError {
     BadUrl(String),
     #[error("{0}")]
     NotFound(String),
+    /// Graph no longer accepts a stored delta link (410 Gone, `syncStateNotFound`,
+    /// `resyncRequired`): the cycle reads the whole scope again and takes fresh links.
+    #[error("Graph rejected the delta link of {what} ({code}); a full read starts over")]
+    DeltaRejected { what: String, code: String },
 }
 
 impl ReadError {
@@ -77,6 +82,7 @@ impl ReadError {
             Self::Retry { .. } => "retries_exhausted".to_owned(),
             Self::BadUrl(_) => "bad_url".to_owned(),
             Self::NotFound(_) => "not_found".to_owned(),
+            Self::DeltaRejected { .. } => "delta_rejected".to_owned(),
         }
     }
 }
@@ -97,4 +103,43 @@ pub enum CallError {
     Decode(String),
     #[error("{0}")]
     Client(String),
+}
+
+/// graph-rs-sdk's errors in one line, without the request's URL.
+pub(super) fn short_failure(e: &GraphFailure) -> String {
+    match e {
+        GraphFailure::ReqwestError(r) => {
+            let mut text = r.without_url_ref();
+            let mut source = std::error::Error::source(r);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+        other => {
+            let text = other.to_string();
+            text.lines()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect()
+        }
+    }
+}
+
+trait WithoutUrlRef {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrlRef for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let text = self.to_string();
+        match self.url() {
+            Some(url) => text.replace(&format!(" for url ({url})"), ""),
+            None => text,
+        }
+    }
 }

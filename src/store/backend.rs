@@ -481,6 +481,10 @@ pub async fn list_users_light(
     account: &AccountId,
 ) -> Result<Vec<UserRecord>, StoreError> {
     use futures::TryStreamExt;
+    // Sized up front: grown by doubling, the vector of 100,000 users would be copied at
+    // 65,536 and briefly held twice. The count is only a hint (a SCIM create may land between).
+    let expected = count_users(&mut *c, account, None).await?;
+    let mut out = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
     let mut rows = sqlx::query(
         "SELECT u.id, u.account_id, u.user_name, u.given_name, u.family_name, u.display_name, \
          u.external_id, u.active, u.entra_object_id, u.source, u.version, u.created_at, \
@@ -488,7 +492,6 @@ pub async fn list_users_light(
     )
     .bind(account.as_str())
     .fetch(&mut *c);
-    let mut out = Vec::new();
     while let Some(row) = rows.try_next().await.map_err(db_err)? {
         out.push(user_with_resource(&row, Map::new())?);
     }

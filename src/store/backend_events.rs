@@ -299,7 +299,7 @@ pub(super) fn log_row(r: &DbRow) -> Result<LogRow, StoreError> {
 
 const CYCLE_COLS: &str = "s.id, s.integration_id, i.name AS integration, s.trigger, s.dry_run, \
     s.outcome, s.counts, s.graph_requests, s.throttled, s.error_code, s.error_message, \
-    s.started_at, s.finished_at, s.duration_ms";
+    s.started_at, s.finished_at, s.duration_ms, s.mode, s.full_reason";
 
 fn cycle_from_row(r: &DbRow) -> Result<CycleRow, StoreError> {
     let counts: String = r.try_get("counts").map_err(db_err)?;
@@ -324,6 +324,8 @@ fn cycle_from_row(r: &DbRow) -> Result<CycleRow, StoreError> {
         started_at: r.try_get("started_at").map_err(db_err)?,
         finished_at: r.try_get("finished_at").map_err(db_err)?,
         duration_ms: r.try_get("duration_ms").map_err(db_err)?,
+        mode: r.try_get("mode").map_err(db_err)?,
+        full_reason: r.try_get("full_reason").map_err(db_err)?,
     })
 }
 
@@ -365,7 +367,8 @@ pub async fn start_cycle(
 pub async fn finish_cycle(c: &mut Conn, cycle: &CycleRow) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE sync_cycles SET outcome = $1, counts = $2, graph_requests = $3, throttled = $4, \
-         error_code = $5, error_message = $6, finished_at = $7, duration_ms = $8 WHERE id = $9",
+         error_code = $5, error_message = $6, finished_at = $7, duration_ms = $8, mode = $9, \
+         full_reason = $10 WHERE id = $11",
     )
     .bind(cycle.outcome.as_str())
     .bind(cycle.counts.to_string())
@@ -375,6 +378,8 @@ pub async fn finish_cycle(c: &mut Conn, cycle: &CycleRow) -> Result<(), StoreErr
     .bind(cycle.error_message.as_deref())
     .bind(cycle.finished_at)
     .bind(cycle.duration_ms)
+    .bind(cycle.mode.as_deref())
+    .bind(cycle.full_reason.as_deref())
     .bind(cycle.id.as_str())
     .execute(&mut *c)
     .await

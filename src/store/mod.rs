@@ -3,7 +3,8 @@
 //!
 //! Design: the SQL lives once, in `backend.rs` (accounts, integrations, users, groups),
 //! `backend_events.rs` (appointments, outbox, provisioning log, cycles), `backend_outbox.rs`
-//! (delivery claims), `backend_deletions.rs` (ownership, staged deletions), `backend_metrics.rs`
+//! (delivery claims), `backend_deletions.rs` (ownership, staged deletions), `backend_delta.rs` (the Graph sync's delta
+//! state, in `delta.rs`), `backend_metrics.rs`
 //! (gauges, migration check), `backend_tokens.rs` (admin tokens) and `backend_console.rs` (the
 //! console's sessions, audit trail and paged lists). `sqlite.rs` and
 //! `postgres.rs` each name their `Db` and load these files as their own modules (`#[path]`), so
@@ -132,6 +133,7 @@ macro_rules! in_tx {
 }
 
 mod console;
+pub mod delta;
 pub use console::{
     AuditRow, LogFilter, LogPageRow, NewAudit, OutboxPageRow, SessionRow, UserPageRow,
 };

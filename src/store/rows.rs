@@ -87,6 +87,11 @@ pub struct CycleRow {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<i64>,
+    /// `full` or `incremental` (`None` for rows written before delta reads, and on-demand runs).
+    pub mode: Option<String>,
+    /// Why the cycle read the whole scope (`first`, `requested`, `schedule`, `settings`,
+    /// `delta_rejected`, `transitive`, ...).
+    pub full_reason: Option<String>,
 }
 
 /// The key under which a skip or staged-delete log row is remembered.
@@ -119,6 +124,8 @@ impl CycleRow {
             started_at: now,
             finished_at: None,
             duration_ms: None,
+            mode: None,
+            full_reason: None,
         }
     }
 }

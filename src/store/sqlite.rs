@@ -24,6 +24,9 @@ mod backend_console;
 #[path = "backend_deletions.rs"]
 mod backend_deletions;
 #[allow(clippy::duplicate_mod)]
+#[path = "backend_delta.rs"]
+mod backend_delta;
+#[allow(clippy::duplicate_mod)]
 #[path = "backend_events.rs"]
 mod backend_events;
 #[allow(clippy::duplicate_mod)]
@@ -39,6 +42,7 @@ mod backend_tokens;
 pub use backend::*;
 pub use backend_console::*;
 pub use backend_deletions::*;
+pub use backend_delta::*;
 pub use backend_events::*;
 pub use backend_metrics::*;
 pub use backend_outbox::*;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::domain::directory::DeprovisionReport;
 use crate::domain::directory::{self, OpContext, UpdateOutcome};
 use crate::domain::{DirectoryError, DirectoryTx, LogAction, LogStatus};
-use crate::store::{Store, skip_key};
+use crate::store::{Store, Tx, skip_key};
 
 use super::mapping::overlay;
 use super::plan::Plan;
@@ -98,15 +98,32 @@ pub async fn apply(
     known: &HashSet<String>,
 ) -> Result<ApplyReport, DirectoryError> {
     let started = Instant::now();
+    let mut tx = store.begin().await?;
+    let mut report = apply_in(&mut tx, ctx, plan, known).await?;
+    match mode {
+        Mode::Commit => tx.commit().await?,
+        Mode::DryRun => tx.rollback().await?,
+    }
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(report)
+}
+
+/// [`apply`] inside the caller's transaction, which the caller commits (with whatever else
+/// must change with the plan) or rolls back.
+pub async fn apply_in(
+    tx: &mut Tx,
+    ctx: &OpContext,
+    plan: &Plan,
+    known: &HashSet<String>,
+) -> Result<ApplyReport, DirectoryError> {
     let mut report = ApplyReport {
         unchanged: plan.unchanged,
         staged: plan.staged.len(),
         skipped: plan.skips.len(),
         ..ApplyReport::default()
     };
-    let mut tx = store.begin().await?;
     for d in &plan.deprovisions {
-        let done = directory::deprovision_user(&mut tx, ctx, &d.user_id, d.reason).await?;
+        let done = directory::deprovision_user(tx, ctx, &d.user_id, d.reason).await?;
         record(&mut report, &done);
     }
     for u in &plan.updates {
@@ -119,8 +136,7 @@ pub async fn apply(
             .ok_or_else(|| DirectoryError::UserNotFound(u.user_id.to_string()))?;
         let mut desired = u.desired.clone();
         desired.resource = overlay(&stored.attrs.resource, &desired);
-        match directory::update_user(&mut tx, ctx, &u.user_id, desired, Some(u.expected_version))
-            .await?
+        match directory::update_user(tx, ctx, &u.user_id, desired, Some(u.expected_version)).await?
         {
             UpdateOutcome::Updated { .. } => report.updated += 1,
             UpdateOutcome::Unchanged(_) => report.unchanged += 1,
@@ -130,7 +146,7 @@ pub async fn apply(
     for c in &plan.creates {
         let mut desired = c.desired.clone();
         desired.resource = overlay(&desired.resource, &desired);
-        directory::create_user(&mut tx, ctx, desired).await?;
+        directory::create_user(tx, ctx, desired).await?;
         report.created += 1;
     }
     for s in &plan.staged {
@@ -167,10 +183,5 @@ pub async fn apply(
         entry.error_message = Some(s.reason.to_string());
         tx.write_log(&entry).await?;
     }
-    match mode {
-        Mode::Commit => tx.commit().await?,
-        Mode::DryRun => tx.rollback().await?,
-    }
-    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(report)
 }

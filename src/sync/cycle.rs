@@ -1,8 +1,11 @@
-//! One pull-sync cycle end to end: read the application's scope from Graph (complete or not at
-//! all), load the stored users, [`plan`](super::plan::plan), [`apply`](super::apply::apply) in
-//! one transaction (or in a rolled-back one for a dry run), and record the cycle's summary row.
-//! A failed read ends the cycle before anything is planned: nothing is deprovisioned from a
-//! partial read. Every step runs inside a `tracing` span carrying the integration and cycle ids.
+//! One pull-sync cycle end to end: read what changed in the application's scope from Graph —
+//! the whole scope, or only the changes since the last cycle through Graph's delta links (see
+//! [`delta`](super::delta); complete or not at all) — load the stored users it touches,
+//! [`plan`](super::plan::plan), [`apply`](super::apply::apply) in one transaction (or in a
+//! rolled-back one for a dry run) together with the advanced delta state, and record the cycle's
+//! summary row (with how it read). A failed read ends the cycle before anything is planned:
+//! nothing is deprovisioned from a partial read, and the delta links stay where they were. Every
+//! step runs inside a `tracing` span carrying the integration and cycle ids.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,10 +17,13 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::apply::{self, ApplyReport, Mode};
+
+mod describe;
 use super::deletions;
+use super::delta::{self as delta_read, FullReason, Prepared, ReadMode};
 use super::plan::{self, Plan, Policy};
 use crate::config::SyncSettings;
-use crate::domain::directory::{OpContext, diff_attributes};
+use crate::domain::directory::OpContext;
 use crate::domain::{AttributeChange, Clock, CycleStatus, Source, StoreError, UserRecord};
 use crate::entra::auth::TokenSource;
 use crate::entra::graph::{GraphReader, ReadError, ReadStats, ReaderConfig};
@@ -25,6 +31,7 @@ use crate::entra::retry::RetryBudget;
 use crate::integrations::GraphIntegration;
 use crate::store::{CycleRow, Store};
 use crate::sync::progress;
+pub use describe::{count, describe};
 
 /// What a cycle needs from the process.
 #[derive(Clone)]
@@ -43,6 +50,8 @@ pub struct CycleOptions {
     /// Approve every currently staged deletion that this cycle's read still finds due (not the
     /// ones this cycle finds for the first time, which the threshold may stage for review).
     pub allow_deletes: bool,
+    /// Read the whole scope even when the delta links could be followed (`sync --full`).
+    pub full: bool,
 }
 
 /// How a cycle ended.
@@ -142,6 +151,10 @@ pub struct CycleReport {
     pub applied: Option<ApplyReport>,
     pub graph: ReadStats,
     pub error: Option<CycleError>,
+    /// How the scope was read (`None` when the cycle failed before reading).
+    pub mode: Option<ReadMode>,
+    /// Why the whole scope was read.
+    pub full_reason: Option<FullReason>,
 }
 
 impl CycleReport {
@@ -163,6 +176,8 @@ impl CycleReport {
             applied: None,
             graph: ReadStats::default(),
             error: None,
+            mode: None,
+            full_reason: None,
         }
     }
 
@@ -225,70 +240,6 @@ pub async fn stored_users(
     account: &crate::domain::AccountId,
 ) -> Result<Vec<UserRecord>, StoreError> {
     store.list_users_light(account).await
-}
-
-/// The plan's size by action.
-pub fn count(plan: &Plan) -> PlannedCounts {
-    PlannedCounts {
-        create: plan.creates.len(),
-        update: plan.updates.len(),
-        delete: plan.deprovisions.len(),
-        staged_delete: plan.staged.len(),
-        skip: plan.skips.len(),
-    }
-}
-
-/// The first `limit` changes of the plan for people and the dry-run output: deletions first (they
-/// matter most), then staged deletions, updates, creates and skips.
-pub fn describe(plan: &Plan, limit: usize) -> Vec<PlannedChange> {
-    let mut out = Vec::new();
-    for (list, action) in [
-        (&plan.deprovisions, "delete"),
-        (&plan.staged, "staged_delete"),
-    ] {
-        for d in list.iter().take(limit.saturating_sub(out.len())) {
-            out.push(PlannedChange {
-                action,
-                user_name: d.user_name.clone(),
-                object_id: d.object_id.as_ref().map(|o| o.to_string()),
-                detail: Some(d.reason.as_str().to_owned()),
-                changes: Vec::new(),
-            });
-        }
-    }
-    for u in plan.updates.iter().take(limit.saturating_sub(out.len())) {
-        out.push(PlannedChange {
-            action: "update",
-            user_name: u.desired.user_name.to_string(),
-            object_id: Some(u.object_id.to_string()),
-            detail: match (&u.adopted_from, u.adopted) {
-                (Some(from), true) => Some(format!("adopted from {from}: matched by userName")),
-                (Some(from), false) => Some(format!("adopted from {from}: matched by object id")),
-                (None, true) => Some("adopted: matched by userName".to_owned()),
-                (None, false) => None,
-            },
-            changes: u.changes.clone(),
-        });
-    }
-    for c in plan.creates.iter().take(limit.saturating_sub(out.len())) {
-        out.push(PlannedChange {
-            action: "create",
-            user_name: c.desired.user_name.to_string(),
-            object_id: Some(c.object_id.to_string()),
-            detail: Some(super::mapping::describe_assignments(&c.assigned_via)),
-            changes: diff_attributes(None, &c.desired),
-        });
-    }
-    for s in plan.skips.iter().take(limit.saturating_sub(out.len())) {
-        out.push(PlannedChange {
-            action: "skip",
-            user_name: s.user_name.clone().unwrap_or_default(),
-            object_id: Some(s.object_id.to_string()),
-            detail: Some(s.reason.to_string()),
-            changes: Vec::new(),
-        });
-    }
-    out
 }
 
 fn millis(d: Duration) -> u64 {
@@ -361,6 +312,18 @@ fn count_cycle(
     if opts.dry_run {
         return;
     }
+    if let Ok(CycleReport {
+        mode: Some(mode),
+        full_reason,
+        ..
+    }) = result
+    {
+        crate::metrics::sync_cycle_mode(
+            &integ.row.name,
+            mode.as_str(),
+            full_reason.map(|r| r.as_str()),
+        );
+    }
     let (outcome, duration) = match result {
         Ok(r) if r.outcome == Outcome::Busy => (r.outcome, None),
         Ok(r) => (r.outcome, Some(Duration::from_millis(r.duration_ms))),
@@ -424,6 +387,8 @@ async fn recorded_cycle(
             row.error_message = report.error.as_ref().map(|e| e.message.clone());
             row.finished_at = Some(env.clock.now());
             row.duration_ms = Some(i64::try_from(report.duration_ms).unwrap_or(i64::MAX));
+            row.mode = report.mode.map(|m| m.as_str().to_owned());
+            row.full_reason = report.full_reason.map(|r| r.as_str().to_owned());
             let mut tx = env.store.begin().await?;
             tx.finish_cycle(&row).await?;
             let cutoff =
@@ -440,8 +405,11 @@ async fn recorded_cycle(
 
 /// Reads the scope; when someone watches the cycle's progress, the Graph requests sent so far
 /// are reported while the read runs.
-async fn read_observed(reader: &GraphReader) -> Result<crate::entra::graph::ScopeRead, ReadError> {
-    let read = reader.read_scope();
+async fn read_observed(
+    reader: &GraphReader,
+    assigned: crate::entra::delta::Assigned,
+) -> Result<crate::entra::graph::ScopeRead, ReadError> {
+    let read = reader.read_scope_of(&assigned);
     if !progress::observed() {
         return read.await;
     }
@@ -467,6 +435,7 @@ async fn cycle_policy(
     now: DateTime<Utc>,
     cycle_id: &str,
     snapshot: &crate::domain::entra::Snapshot,
+    users_in_scope: usize,
 ) -> Result<Policy, StoreError> {
     let mut policy = Policy::new(
         integ.row.id.clone(),
@@ -488,7 +457,15 @@ async fn cycle_policy(
             .await?;
         deletions::still_due(rows, snapshot)
     } else {
-        deletions::confirm_read(&env.store, &integ.row, cycle_id, now, snapshot).await?
+        deletions::confirm_read(
+            &env.store,
+            &integ.row,
+            cycle_id,
+            now,
+            snapshot,
+            users_in_scope,
+        )
+        .await?
     };
     if opts.allow_deletes {
         policy.approved = due
@@ -577,10 +554,29 @@ async fn cycle_body(
         Err(e) => return report.fail(e.code(), e.to_string()),
     };
     progress::report(|p| p.phase = "reading".to_owned());
-    let read = read_observed(&reader).await;
+    let prepared = delta_read::prepare(
+        env,
+        integ,
+        opts.full,
+        opts.dry_run,
+        now,
+        &reader,
+        |assigned| read_observed(&reader, assigned),
+    )
+    .await;
     report.graph = reader.stats();
-    let read = match read {
-        Ok(read) => read,
+    let Prepared {
+        mode,
+        full_reason,
+        snapshot,
+        current,
+        summary,
+        totals,
+        deleted,
+        mut write,
+        notes,
+    } = match prepared {
+        Ok(p) => p,
         Err(e) => {
             return report.fail(
                 e.code(),
@@ -588,33 +584,42 @@ async fn cycle_body(
             );
         }
     };
+    report.mode = Some(mode);
+    report.full_reason = full_reason;
+    report.notes.extend(notes);
     let account = &integ.row.account_id;
-    let current = match stored_users(&env.store, account).await {
-        Ok(c) => c,
-        Err(e) => return report.fail("database", e.to_string()),
-    };
-    report.read = Some(ReadSummary {
-        assignments: read.assignments,
-        direct_users: read.direct_users,
-        groups: read.groups,
-        users_in_scope: read.snapshot.len(),
-        stored_users: current.len(),
-    });
-    let policy = match cycle_policy(env, integ, opts, now, &report.cycle_id, &read.snapshot).await {
+    let users_in_scope = summary.users_in_scope;
+    report.read = Some(summary);
+    let policy = match cycle_policy(
+        env,
+        integ,
+        opts,
+        now,
+        &report.cycle_id,
+        &snapshot,
+        users_in_scope,
+    )
+    .await
+    {
         Ok(p) => p,
         Err(e) => return report.fail("database", e.to_string()),
     };
     let mut policy = policy;
-    policy.deleted_in_entra =
-        deleted_in_entra(&reader, integ, &read.snapshot, &current, report).await;
+    policy.totals = totals;
+    policy.deleted_in_entra = match deleted {
+        Some(d) => d,
+        None => deleted_in_entra(&reader, integ, &snapshot, &current, report).await,
+    };
     report.graph = reader.stats();
     progress::report(|p| {
         p.phase = "planning".to_owned();
-        p.users_read = read.snapshot.len() as u64;
+        p.users_read = snapshot.len() as u64;
         p.graph_requests = report.graph.requests;
     });
-    let plan = plan::plan(&read.snapshot, &current, &policy);
+    let plan = plan::plan(&snapshot, &current, &policy);
     drop(current);
+    drop(snapshot);
+    write.mark_pending(&plan);
     report.planned = count(&plan);
     report.changes = describe(&plan, LISTED_CHANGES);
     let total = plan.creates.len()
@@ -679,6 +684,9 @@ async fn cycle_body(
         });
         report.outcome = outcome;
         if !opts.dry_run {
+            if let Err(e) = save_state(env, integ, &write).await {
+                return report.fail("database", format!("recording the delta state failed: {e}"));
+            }
             restage(env, integ, now, &plan, report).await;
         }
         return;
@@ -695,7 +703,10 @@ async fn cycle_body(
     } else {
         Mode::Commit
     };
-    let applied = apply::apply(&env.store, &ctx, &plan, mode, &known).await;
+    let applied = match mode {
+        Mode::DryRun => apply::apply(&env.store, &ctx, &plan, mode, &known).await,
+        Mode::Commit => apply_and_save(env, integ, &ctx, &plan, &known, &write).await,
+    };
     if let (Ok(applied), Mode::Commit) = (&applied, mode) {
         applied.count_committed(Source::Graph);
     }
@@ -716,4 +727,34 @@ async fn cycle_body(
             format!("applying the plan failed and was rolled back: {e}"),
         ),
     }
+}
+
+/// Saves the delta state of a cycle that planned nothing to write.
+async fn save_state(
+    env: &SyncEnv,
+    integ: &GraphIntegration,
+    write: &delta_read::StateWrite,
+) -> Result<(), StoreError> {
+    let mut tx = env.store.begin().await?;
+    write.save(&mut tx, &integ.row.id).await?;
+    tx.commit().await
+}
+
+/// Applies the plan and saves the delta state in one transaction: the links advance only with
+/// the changes they led to.
+async fn apply_and_save(
+    env: &SyncEnv,
+    integ: &GraphIntegration,
+    ctx: &OpContext,
+    plan: &Plan,
+    known: &HashSet<String>,
+    write: &delta_read::StateWrite,
+) -> Result<ApplyReport, crate::domain::DirectoryError> {
+    let started = Instant::now();
+    let mut tx = env.store.begin().await?;
+    let mut applied = apply::apply_in(&mut tx, ctx, plan, known).await?;
+    write.save(&mut tx, &integ.row.id).await?;
+    tx.commit().await?;
+    applied.duration_ms = millis(started.elapsed());
+    Ok(applied)
 }

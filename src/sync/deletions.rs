@@ -128,13 +128,16 @@ pub fn still_due(rows: Vec<StagedDeletion>, snapshot: &Snapshot) -> Vec<StagedDe
 }
 
 /// Records the complete read of `cycle_id` (see the module documentation) and returns the staged
-/// rows it still finds due.
+/// rows it still finds due. `snapshot` holds the whole scope, or — for an incremental cycle —
+/// the changed part of it, which always includes every staged user's account; `users_in_scope`
+/// counts the whole scope.
 pub async fn confirm_read(
     store: &Store,
     integ: &IntegrationRow,
     cycle_id: &str,
     now: DateTime<Utc>,
     snapshot: &Snapshot,
+    users_in_scope: usize,
 ) -> Result<Vec<StagedDeletion>, StoreError> {
     let mut tx = store.begin().await?;
     let rows = tx.list_staged(&integ.account_id, Some(&integ.id)).await?;
@@ -158,7 +161,7 @@ pub async fn confirm_read(
         &integ.id,
         cycle_id,
         now,
-        i64::try_from(snapshot.len()).unwrap_or(i64::MAX),
+        i64::try_from(users_in_scope).unwrap_or(i64::MAX),
     )
     .await?;
     tx.commit().await?;

@@ -2,6 +2,9 @@
 //!
 //! - [`cycle`]: one cycle end to end (read, plan, apply, summary row); a failed read changes
 //!   nothing.
+//! - [`delta`]: what a cycle plans from — a full read (first cycle, settings changed, rejected
+//!   delta link, the full-reconcile schedule, `--full`, transitive integrations) or an
+//!   incremental one that follows Graph's delta links and plans only what changed.
 //! - [`on_demand`]: one user now, through Entra's steps (connection, import, scope, match,
 //!   action).
 //! - [`schedule`]: when each integration runs (interval or cron, quarantine after failures) and
@@ -18,6 +21,7 @@
 pub mod apply;
 pub mod cycle;
 pub mod deletions;
+pub mod delta;
 pub mod mapping;
 pub mod on_demand;
 pub mod plan;

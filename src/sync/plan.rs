@@ -69,6 +69,10 @@ pub struct Policy {
     /// When set, only these stored users may be deprovisioned (on-demand provisioning: the user
     /// asked for); any other deprovisioning is left out of the plan.
     pub deletable: Option<HashSet<UserId>>,
+    /// The threshold's base when the plan covers only part of the scope (an incremental cycle):
+    /// the users this integration manages and the users in its whole scope. `None`: counted
+    /// from `current` and the snapshot, which then hold everything.
+    pub totals: Option<(usize, usize)>,
 }
 
 impl Policy {
@@ -89,6 +93,7 @@ impl Policy {
             kept: HashSet::new(),
             deleted_in_entra: HashSet::new(),
             deletable: None,
+            totals: None,
         }
     }
 }
@@ -341,17 +346,21 @@ fn match_by_oid(
 }
 
 /// Each Entra user's userName, or why it is skipped: unmappable, or its object id belongs to a
-/// foreign stored user (another Graph integration's, or one an operator kept).
+/// foreign stored user (another Graph integration's, or one an operator kept). The reason is
+/// boxed: it is rare, and unboxed it would more than double each of the 100,000 entries.
 fn names_of(
     users: &[EntraUser],
     current: &[UserRecord],
     claims: &[Claim],
     matched: &[Option<usize>],
     policy: &Policy,
-) -> Vec<Result<UserName, SkipReason>> {
+) -> Vec<Result<UserName, Box<SkipReason>>> {
     let mut foreign_oid: HashMap<&str, usize> = HashMap::new();
     for (i, r) in current.iter().enumerate() {
-        if let (Some(_), Some(o)) = (foreign_reason(r, &claims[i]), &r.attrs.entra_object_id) {
+        // The claims `foreign_reason` answers for, checked without building the reason.
+        if matches!(claims[i], Claim::ManagedElsewhere(_) | Claim::Kept)
+            && let Some(o) = &r.attrs.entra_object_id
+        {
             foreign_oid.entry(o.as_str()).or_insert(i);
         }
     }
@@ -360,10 +369,10 @@ fn names_of(
         .zip(matched)
         .map(|(e, m)| match (m, foreign_oid.get(e.object_id.as_str())) {
             (None, Some(&s)) => match foreign_reason(&current[s], &claims[s]) {
-                Some(reason) => Err(reason),
-                None => user_name_of(e, &policy.mapping),
+                Some(reason) => Err(Box::new(reason)),
+                None => user_name_of(e, &policy.mapping).map_err(Box::new),
             },
-            _ => user_name_of(e, &policy.mapping),
+            _ => user_name_of(e, &policy.mapping).map_err(Box::new),
         })
         .collect()
 }
@@ -373,7 +382,7 @@ struct Planner<'a> {
     users: &'a [EntraUser],
     current: &'a [UserRecord],
     policy: &'a Policy,
-    names: &'a [Result<UserName, SkipReason>],
+    names: &'a [Result<UserName, Box<SkipReason>>],
     claims: &'a [Claim],
     matched: &'a [Option<usize>],
     by_name: HashMap<&'a str, usize>,
@@ -427,19 +436,24 @@ impl<'a> Planner<'a> {
 
     /// Phase 1: who wants which userName, and which managed users left the scope. Disabled
     /// users only contend for adopting an unlinked stored user (to deprovision it); they never
-    /// hold a userName afterwards.
-    fn contenders(&mut self) -> HashMap<&'a str, Vec<usize>> {
+    /// hold a userName afterwards. The contenders come as (userName key, Entra user) sorted by
+    /// key, each key's users in snapshot order: one flat vector rather than a map of 100,000
+    /// small vectors.
+    fn contenders(&mut self) -> Vec<(&'a str, usize)> {
         let (users, names) = (self.users, self.names);
-        let mut contenders: HashMap<&'a str, Vec<usize>> = HashMap::new();
+        let mut contenders: Vec<(&'a str, usize)> = Vec::with_capacity(users.len());
         for (j, e) in users.iter().enumerate() {
-            let name = names[j].as_ref().map(UserName::key);
+            let name = names[j]
+                .as_ref()
+                .map(UserName::key)
+                .map_err(|reason| &**reason);
             if e.is_disabled() {
                 if let Some(s) = self.matched[j] {
                     self.deprovision(s, Some(&e.object_id), DeprovisionReason::Deactivated);
                 } else if let Ok(key) = name
                     && self.adoptable_by_name(key).is_some()
                 {
-                    contenders.entry(key).or_default().push(j);
+                    contenders.push((key, j));
                 } else if let Err(
                     reason @ (SkipReason::ManagedElsewhere { .. }
                     | SkipReason::KeptByOperator { .. }),
@@ -452,7 +466,7 @@ impl<'a> Planner<'a> {
                 continue;
             }
             match name {
-                Ok(key) => contenders.entry(key).or_default().push(j),
+                Ok(key) => contenders.push((key, j)),
                 Err(reason) => self.skip(j, reason.clone()),
             }
         }
@@ -470,13 +484,14 @@ impl<'a> Planner<'a> {
                 self.deprovision(s, None, reason);
             }
         }
+        contenders.sort_by_key(|(key, _)| *key);
         contenders
     }
 
     /// Phase 2: one winner per userName — matched by object id and already holding it, else
     /// matched by object id, else the only one; a tie at the best rank has no winner — and what
     /// each winner asks for. A userName held by a foreign stored user is not adopted.
-    fn winners(&mut self, contenders: HashMap<&'a str, Vec<usize>>) -> Vec<Intent> {
+    fn winners(&mut self, contenders: Vec<(&'a str, usize)>) -> Vec<Intent> {
         let (users, current, matched) = (self.users, self.current, self.matched);
         let rank = |j: usize, key: &str| match matched[j] {
             Some(s) if current[s].attrs.user_name.key() == key => 0u8,
@@ -484,7 +499,11 @@ impl<'a> Planner<'a> {
             None => 2,
         };
         let mut intents: Vec<Intent> = Vec::new();
-        for (key, js) in contenders {
+        let mut js: Vec<usize> = Vec::new();
+        for group in contenders.chunk_by(|a, b| a.0 == b.0) {
+            let key = group[0].0;
+            js.clear();
+            js.extend(group.iter().map(|(_, j)| *j));
             let best = js.iter().map(|&j| rank(j, key)).min().unwrap_or(2);
             let top: Vec<usize> = js
                 .iter()
@@ -553,7 +572,10 @@ impl<'a> Planner<'a> {
             std::mem::take(&mut self.deprovisions)
                 .into_iter()
                 .partition(|d| self.policy.approved.contains(&d.user_id));
-        let base = DeletionThreshold::base(self.managed, self.users.len());
+        let base = match self.policy.totals {
+            Some((managed, in_scope)) => DeletionThreshold::base(managed, in_scope),
+            None => DeletionThreshold::base(self.managed, self.users.len()),
+        };
         let over = self.policy.threshold.exceeded(rest.len(), base);
         let mut stored = Stored {
             current: self.current,

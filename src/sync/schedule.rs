@@ -167,6 +167,14 @@ pub struct IntegrationStatus {
     pub running: bool,
     /// Deletions staged for review (`essentry-sync deletions list`).
     pub staged_deletions: usize,
+    /// How cycles read Graph: `incremental` (delta links, with a full reconcile on
+    /// `full_reconcile`) or `full` (transitive integrations always read the whole scope).
+    pub reads: String,
+    /// The full-reconcile schedule (`every 24h` or cron).
+    pub full_reconcile: String,
+    /// When the next cycle reads the whole scope (`None`: every cycle does, or the first one
+    /// has not run yet and will).
+    pub next_full_reconcile: Option<DateTime<Utc>>,
     pub error: Option<String>,
 }
 
@@ -259,6 +267,9 @@ impl Runner {
                 .list_staged(&row.account_id, Some(&row.id))
                 .await?
                 .len(),
+            reads: String::new(),
+            full_reconcile: String::new(),
+            next_full_reconcile: None,
             error: None,
         };
         match serde_json::from_value::<GraphSettings>(row.settings.clone())
@@ -266,6 +277,26 @@ impl Runner {
             .and_then(|s| self.schedule_of(&s))
         {
             Ok((text, schedule)) => {
+                let settings: Option<GraphSettings> =
+                    serde_json::from_value(row.settings.clone()).ok();
+                if let Some(settings) = settings {
+                    let (full, _) = super::delta::full_schedule(&self.env, &settings);
+                    let state = self.env.store.delta_state(&row.id).await?;
+                    status.reads = if settings.transitive {
+                        "full (transitive: nested groups are read in full every cycle)".to_owned()
+                    } else {
+                        "incremental (Graph delta links)".to_owned()
+                    };
+                    status.full_reconcile = settings
+                        .full_reconcile
+                        .clone()
+                        .unwrap_or_else(|| self.env.settings.full_reconcile.clone());
+                    status.next_full_reconcile = super::delta::next_full_reconcile(
+                        state.as_ref(),
+                        settings.transitive,
+                        &full,
+                    );
+                }
                 status.schedule = text;
                 status.next_run = Some(next_run(
                     &schedule,
@@ -367,6 +398,7 @@ impl Runner {
                         trigger: Trigger::Scheduled,
                         dry_run: false,
                         allow_deletes: false,
+                        full: false,
                     };
                     if let Err(e) = run_cycle(&this.env, &integ, opts).await {
                         tracing::error!(integration = %name, error = %e, "sync cycle could not be recorded");
@@ -444,6 +476,8 @@ mod tests {
             started_at: started,
             finished_at: None,
             duration_ms: None,
+            mode: None,
+            full_reason: None,
         }
     }
 

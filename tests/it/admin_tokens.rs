@@ -60,6 +60,7 @@ impl AdminApp {
                 mapping: Default::default(),
                 threshold: Default::default(),
                 schedule: None,
+                full_reconcile: None,
             };
             integrations::create_graph(
                 &store,

@@ -234,6 +234,41 @@ async fn operator_runs_the_pull_sync_from_the_command_line() {
     assert_eq!(st["last_cycle"]["id"], cycle["cycle_id"], "{st:#}");
     assert!(st["next_run"]["at"].is_string(), "{st:#}");
     assert_eq!(st["error"], Value::Null);
+    // The first cycle read in full; the next full reconcile is a day later.
+    assert_eq!(cycle["mode"], "full", "{cycle:#}");
+    assert_eq!(cycle["full_reason"], "first", "{cycle:#}");
+    assert!(
+        st["reads"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("incremental"),
+        "{st:#}"
+    );
+    assert_eq!(st["full_reconcile"], "every 24h", "{st:#}");
+    assert!(st["next_full_reconcile"].is_string(), "{st:#}");
+
+    // A second cycle follows the delta links; `--full` reads everything again.
+    let quiet = op
+        .ok_json(&["sync", "--integration", INTEGRATION, "--json"])
+        .await;
+    assert_eq!(
+        (&quiet["outcome"], &quiet["mode"]),
+        (&json!("success"), &json!("incremental")),
+        "{quiet:#}"
+    );
+    let full = op
+        .ok_json(&["sync", "--integration", INTEGRATION, "--full", "--json"])
+        .await;
+    assert_eq!(
+        (&full["outcome"], &full["mode"], &full["full_reason"]),
+        (&json!("success"), &json!("full"), &json!("requested")),
+        "{full:#}"
+    );
+    assert_eq!(full["applied"]["created"], 0, "{full:#}");
+    assert!(
+        quiet["graph"]["requests"].as_u64() < full["graph"]["requests"].as_u64(),
+        "{quiet:#} {full:#}"
+    );
 
     // logs: one create row per user, in this cycle.
     let logs = op

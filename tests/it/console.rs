@@ -359,6 +359,12 @@ backend_test! {
         let page = app.get(Some(&session), &real).await;
         assert!(page.body.contains("Appointments cancelled") && page.body.contains("Quarterly review"));
 
+        // Full reconcile: a cycle that reads the whole scope instead of the delta links.
+        let (_, progress) = run(&app, &session, "full").await;
+        assert_eq!(progress["outcome"], "success", "{progress}");
+        let last = app.store().recent_cycles(&app.account, None, 1).await.expect("cycles");
+        assert_eq!((last[0].mode.as_deref(), last[0].full_reason.as_deref()), (Some("full"), Some("requested")));
+
         let pod = app
             .post(Some(&session), &format!("/admin/integrations/{GRAPH}/provision"), &[("csrf", &session.csrf), ("user", "adele.vance@contoso.com")])
             .await;

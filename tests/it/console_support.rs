@@ -137,6 +137,7 @@ impl ConsoleApp {
             mapping: Default::default(),
             threshold: Default::default(),
             schedule: None,
+            full_reconcile: None,
         };
         integrations::create_graph(
             &store,

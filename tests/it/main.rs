@@ -13,6 +13,7 @@ mod console;
 mod console_browser;
 mod console_support;
 mod deletions;
+mod delta_cycles;
 mod deprovision;
 mod entra_tutorial;
 mod fuzz;

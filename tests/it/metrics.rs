@@ -145,6 +145,7 @@ async fn cycle(env: &SyncEnv, integ: &GraphIntegration, dry_run: bool) -> Outcom
             trigger: Trigger::Manual,
             dry_run,
             allow_deletes: false,
+            full: false,
         },
     )
     .await

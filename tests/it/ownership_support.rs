@@ -74,6 +74,7 @@ pub async fn add_pull(
         mapping: Default::default(),
         threshold,
         schedule: None,
+        full_reconcile: None,
     };
     let key = SecretKey::load_or_create(&app.dir().join("secret.key")).expect("key");
     integrations::create_graph(
@@ -108,6 +109,7 @@ impl Pull {
                 trigger: Trigger::Manual,
                 dry_run: false,
                 allow_deletes,
+                full: false,
             },
         )
         .await

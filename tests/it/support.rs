@@ -466,5 +466,6 @@ pub fn sample_graph_settings(
         mapping: Default::default(),
         threshold: Default::default(),
         schedule: None,
+        full_reconcile: None,
     }
 }

@@ -8,6 +8,7 @@ use essentry_sync::domain::DeletionThreshold;
 use essentry_sync::domain::{AppointmentStatus, Clock, Source};
 use essentry_sync::store::LogRow;
 use essentry_sync::sync::cycle::{CycleReport, Outcome, PlannedChange};
+use essentry_sync::sync::delta::{FullReason, ReadMode};
 use essentry_sync::sync::mapping::UserNameSource;
 use essentry_sync::sync::on_demand::{OnDemandReport, StepStatus};
 use reqwest::StatusCode;
@@ -200,13 +201,21 @@ backend_test! {
         assert_eq!(c.counts["planned"]["skip"], json!(3));
         assert_eq!(c.counts["applied"]["created"], json!(12));
 
-        // A second cycle with no change in Entra writes nothing.
+        // A second cycle with no change in Entra is incremental and plans nothing.
         let before: BTreeMap<String, (i64, chrono::DateTime<chrono::Utc>)> = users
             .iter()
             .map(|u| (u.id.to_string(), (u.version, u.updated_at)))
             .collect();
         w.advance_minutes(40);
-        let again = ok(w.cycle().await, &format!("{backend:?} second cycle"));
+        let quiet = ok(w.cycle().await, &format!("{backend:?} incremental cycle"));
+        assert_eq!(quiet.mode, Some(ReadMode::Incremental), "{backend:?}");
+        assert!(quiet.changes.is_empty(), "{:#?}", quiet.changes);
+        assert!(quiet.graph.requests < r.graph.requests, "{backend:?}");
+        // A full reconcile with no change in Entra writes nothing either.
+        w.advance_minutes(40);
+        let again = ok(w.full_cycle().await, &format!("{backend:?} full reconcile"));
+        assert_eq!(again.mode, Some(ReadMode::Full));
+        assert_eq!(again.full_reason, Some(FullReason::Requested));
         let applied = again.applied.as_ref().expect("applied");
         assert_eq!(
             (
@@ -238,9 +247,22 @@ backend_test! {
             .collect();
         assert_eq!(before, after, "{backend:?}: no user was written");
         let cycles = w.cycles().await;
-        assert_eq!(cycles.len(), 2);
+        assert_eq!(cycles.len(), 3);
         assert_eq!(cycles[0].id, again.cycle_id);
         assert_eq!(cycles[0].outcome, essentry_sync::domain::CycleStatus::Success);
+        let modes: Vec<(Option<&str>, Option<&str>)> = cycles
+            .iter()
+            .map(|c| (c.mode.as_deref(), c.full_reason.as_deref()))
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                (Some("full"), Some("requested")),
+                (Some("incremental"), None),
+                (Some("full"), Some("first")),
+            ],
+            "{backend:?}: the summary rows record how each cycle read"
+        );
         w.finish().await;
     }
 }
@@ -617,11 +639,13 @@ backend_test! {
         assert!(rows(&log, "delete").is_empty());
         assert_eq!(w.cycles().await[0].outcome, essentry_sync::domain::CycleStatus::Held);
 
-        // Held again: the staged rows are not logged a second time.
+        // Held again: the staged rows are not logged a second time. (The cycle is incremental:
+        // it plans the staged users again, not the unchanged skipped ones.)
         w.advance_minutes(40);
         let r = w.cycle().await;
         assert_eq!(r.outcome, Outcome::Held, "{backend:?}");
-        assert_eq!(r.applied.as_ref().unwrap().already_logged, 3 + 2);
+        assert_eq!(r.mode, Some(ReadMode::Incremental));
+        assert_eq!(r.applied.as_ref().unwrap().already_logged, 2);
         assert_eq!(rows(&w.log().await, "staged_delete").len(), 2);
 
         // The operator approves.
@@ -962,7 +986,7 @@ backend_test! {
         let rows_after_first = log.len();
 
         w.advance_minutes(40);
-        let r = ok(w.cycle().await, &format!("{backend:?} second"));
+        let r = ok(w.full_cycle().await, &format!("{backend:?} second"));
         change(&r, "skip", ALLAN);
         let applied = r.applied.as_ref().unwrap();
         assert_eq!(applied.already_logged, 4);
@@ -1037,9 +1061,9 @@ backend_test! {
         assert_eq!(reply.body["userName"], ADELE);
         assert_eq!(reply.body["externalId"], "adele.vance");
 
-        // And it is linked now: the next cycle has nothing to do.
+        // And it is linked now: the next full reconcile has nothing to do.
         w.advance_minutes(40);
-        let r = ok(w.cycle().await, "second");
+        let r = ok(w.full_cycle().await, "second");
         let applied = r.applied.as_ref().unwrap();
         assert_eq!(
             (applied.created, applied.updated, applied.unchanged),

@@ -157,7 +157,16 @@ impl World {
         self.run(false, false).await
     }
 
+    /// One manual full reconcile (the whole scope read, as `sync --full`).
+    pub async fn full_cycle(&self) -> CycleReport {
+        self.run_with(false, false, true).await
+    }
+
     pub async fn run(&self, dry_run: bool, allow_deletes: bool) -> CycleReport {
+        self.run_with(dry_run, allow_deletes, false).await
+    }
+
+    pub async fn run_with(&self, dry_run: bool, allow_deletes: bool, full: bool) -> CycleReport {
         run_cycle(
             &self.env,
             &self.integ,
@@ -165,6 +174,7 @@ impl World {
                 trigger: Trigger::Manual,
                 dry_run,
                 allow_deletes,
+                full,
             },
         )
         .await

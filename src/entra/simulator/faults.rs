@@ -4,8 +4,29 @@
 
 use std::collections::BTreeMap;
 
+/// How Graph answers a delta or skip token it no longer honours: `410 Gone` with one of the two
+/// codes the delta-query documentation names. Either way the client must start over with a
+/// fresh delta request (a full read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeltaExpiry {
+    #[default]
+    SyncStateNotFound,
+    ResyncRequired,
+}
+
+impl DeltaExpiry {
+    /// The error code in Graph's JSON error body.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::SyncStateNotFound => "syncStateNotFound",
+            Self::ResyncRequired => "resyncRequired",
+        }
+    }
+}
+
 /// Misbehaviour to inject. Counters count down as matching requests arrive; page faults count
-/// paged collection responses (assignments, members, user lists) served from now on.
+/// paged collection responses (assignments, members, user lists, delta pages) served from now
+/// on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Faults {
     /// The next this-many Graph requests answer 429 `TooManyRequests` with `Retry-After`.
@@ -35,6 +56,12 @@ pub struct Faults {
     pub token_lifetime_secs: u64,
     /// The next this-many token requests answer 503 `temporarily_unavailable` (AADSTS90033).
     pub token_unavailable_next: u32,
+    /// Every delta and skip token of `users/delta` and `groups/delta` issued so far becomes
+    /// invalid when the next delta request arrives: using one answers `410 Gone` with
+    /// `delta_expiry`'s code. Tokens issued afterwards work.
+    pub expire_delta_tokens: bool,
+    /// The code of the 410 answer for an invalidated delta token.
+    pub delta_expiry: DeltaExpiry,
     /// Answer `$batch` sub-responses in reverse order (Graph does not promise request order).
     pub reorder_batch: bool,
     /// Milliseconds to wait before answering each Graph request (timeouts, benchmarks).
@@ -54,6 +81,8 @@ impl Default for Faults {
             expire_tokens: false,
             token_lifetime_secs: 3599,
             token_unavailable_next: 0,
+            expire_delta_tokens: false,
+            delta_expiry: DeltaExpiry::default(),
             reorder_batch: false,
             delay_ms: 0,
         }

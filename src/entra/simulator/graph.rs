@@ -2,7 +2,8 @@
 //! to a [`Reply`], so that direct HTTP requests and `$batch` sub-requests share one
 //! implementation: app role assignments of our service principal, `directoryObjects/getByIds`,
 //! group members (direct and transitive, with or without the `microsoft.graph.user` cast), a
-//! group, a user by id or UPN, and users filtered by `userPrincipalName` or `mail`.
+//! group, a user by id or UPN, and users filtered by `userPrincipalName` or `mail`; the delta
+//! queries (`users/delta`, `groups/delta`) are in [`super::delta`].
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
@@ -47,7 +48,7 @@ pub(super) const USER_DEFAULT: &[&str] = &[
     "userPrincipalName",
 ];
 
-const GROUP_PROPS: &[&str] = &[
+pub(super) const GROUP_PROPS: &[&str] = &[
     "id",
     "description",
     "displayName",
@@ -95,6 +96,10 @@ pub(super) enum Endpoint<'a> {
         transitive: bool,
     },
     Users,
+    /// `users/delta` (also `users/microsoft.graph.delta()`).
+    UsersDelta,
+    /// `groups/delta`.
+    GroupsDelta,
     Batch,
 }
 
@@ -136,6 +141,8 @@ impl Endpoint<'_> {
                 transitive: true, ..
             } => (Method::GET, "/users/{id}/transitiveMemberOf"),
             Self::Users => (Method::GET, "/users"),
+            Self::UsersDelta => (Method::GET, "/users/delta"),
+            Self::GroupsDelta => (Method::GET, "/groups/delta"),
             Self::Batch => (Method::POST, "/$batch"),
         }
     }
@@ -167,9 +174,19 @@ pub(super) fn classify(segs: &[String]) -> Option<Endpoint<'_>> {
         })
     };
     let user_cast = |i: usize| cast(i, "user");
+    // `delta`, `delta()`, `microsoft.graph.delta()` (what the SDKs send).
+    let delta = |i: usize| {
+        segs.get(i).is_some_and(|s| {
+            let s = s.to_ascii_lowercase();
+            let s = s.strip_suffix("()").unwrap_or(&s);
+            s.strip_prefix("microsoft.graph.").unwrap_or(s) == "delta"
+        })
+    };
     match segs.len() {
         1 if is(0, "$batch") => Some(Endpoint::Batch),
         1 if is(0, "users") => Some(Endpoint::Users),
+        2 if is(0, "users") && delta(1) => Some(Endpoint::UsersDelta),
+        2 if is(0, "groups") && delta(1) => Some(Endpoint::GroupsDelta),
         2 if is(0, "users") => Some(Endpoint::User(&segs[1])),
         3 | 4 if is(0, "users") && (is(2, "memberOf") || is(2, "transitiveMemberOf")) => {
             if segs.len() == 4 && !cast(3, "group") {
@@ -217,7 +234,7 @@ pub(super) fn dispatch(
     query: &str,
     body: &[u8],
 ) -> Reply {
-    match answer(shared, method, segs, query, body) {
+    match answer(shared, ctx, method, segs, query, body) {
         Ok(reply) => reply,
         Err(e) => e.into_reply(ctx),
     }
@@ -225,6 +242,7 @@ pub(super) fn dispatch(
 
 fn answer(
     shared: &Shared,
+    ctx: &RequestCtx,
     method: &Method,
     segs: &[String],
     query: &str,
@@ -258,6 +276,8 @@ fn answer(
         Endpoint::User(id) => user(shared, id, &q),
         Endpoint::MemberOf { user, transitive } => member_of(shared, user, transitive, &q),
         Endpoint::Users => users(shared, &q),
+        Endpoint::UsersDelta => super::delta::users_delta(shared, ctx, &q),
+        Endpoint::GroupsDelta => super::delta::groups_delta(shared, ctx, &q),
         Endpoint::Batch => Err(GraphError::new(
             StatusCode::BAD_REQUEST,
             "BadRequest",
@@ -296,7 +316,7 @@ fn finish_page(
 }
 
 /// `(id,mail)` for a context URL when there is a `$select`.
-fn select_suffix(select: &Option<Vec<&str>>) -> String {
+pub(super) fn select_suffix(select: &Option<Vec<&str>>) -> String {
     select
         .as_ref()
         .map(|s| format!("({})", s.join(",")))
@@ -355,7 +375,7 @@ fn assignment_json(tenant: &Tenant, a: &Assignment) -> Map<String, Value> {
 }
 
 /// Every known property of a user, with its `@odata.type`.
-fn user_json(u: &SimUser) -> Map<String, Value> {
+pub(super) fn user_json(u: &SimUser) -> Map<String, Value> {
     let value = json!({
         "@odata.type": "#microsoft.graph.user",
         "id": u.id,
@@ -379,7 +399,7 @@ fn user_json(u: &SimUser) -> Map<String, Value> {
     }
 }
 
-fn group_json(g: &SimGroup) -> Map<String, Value> {
+pub(super) fn group_json(g: &SimGroup) -> Map<String, Value> {
     let nickname: String = g
         .display_name
         .chars()

@@ -12,13 +12,38 @@
 //!   `groups/{id}/transitiveMembers[/microsoft.graph.user]`, `groups/{id}`, `users/{id|upn}`,
 //!   `users?$filter=...`, and `$batch` (up to 20 sub-requests). Collections page with `$top`
 //!   (1..=999, default 100) and an absolute `@odata.nextLink` carrying `$skiptoken`.
+//! - The delta queries `users/delta` and `groups/delta` (module `delta`): `$select`,
+//!   `$filter=id eq '…' or …` (50 ids at most), `Prefer: odata.maxpagesize` (default 100, at
+//!   most 999), opaque `$skiptoken`/`$deltatoken` links, `$deltatoken=latest`, replayable
+//!   delta links, changed users as `id` plus the changed selected properties, `@removed`
+//!   (`changed` for a soft delete, `deleted` for a permanent one), `members@delta` with added and
+//!   removed members, a large group's members spread over consecutive pages, and `410 Gone`
+//!   (`syncStateNotFound` or `resyncRequired`) for an invalidated token.
 //! - [`Faults`] injects throttling (429 + `Retry-After`), 503/504, truncated pages, broken
-//!   next links, token expiry, token endpoint outages and latency; [`Stats`] counts requests.
+//!   next links, looping next links (all of these on delta pages too), token expiry, delta
+//!   token expiry, token endpoint outages and latency; [`Stats`] counts requests, by route too
+//!   (`GET /users/delta` and `GET /groups/delta` are routes of their own).
 //!
 //! The directory is a [`Tenant`] that tests change between reads. Use the closure accessors
 //! ([`Simulator::with_tenant`], [`Simulator::with_faults`]); the guard accessors must not be
 //! held across an `.await` (the server locks the same state).
+//!
+//! Control API for tests and benchmarks (every [`Tenant`] mutator records its change in the log
+//! the delta queries read, once the tenant is served):
+//! - users: [`Tenant::add_user`] (create), [`Tenant::update_user`] (rename or any attribute),
+//!   [`Tenant::disable_user`], [`Tenant::soft_delete_user`] (recycle bin: leaves its groups and
+//!   loses its assignment), [`Tenant::restore_user`] (gives both back), [`Tenant::remove_user`]
+//!   (permanent delete, also from the recycle bin);
+//! - groups: [`Tenant::add_group`], [`Tenant::rename_group`], [`Tenant::remove_group`],
+//!   [`Tenant::add_member`], [`Tenant::remove_member`], [`Tenant::set_members`];
+//! - assignments (`appRoleAssignedTo`, which has no delta query): [`Tenant::assign`],
+//!   [`Tenant::unassign`];
+//! - [`Tenant::change_position`] counts the changes recorded since the simulator started;
+//! - [`Simulator::expire_delta_tokens`] (or [`Faults::expire_delta_tokens`]) makes every
+//!   delta and skip token issued so far answer 410 with the chosen [`DeltaExpiry`] code.
 
+mod changes;
+mod delta;
 mod faults;
 mod graph;
 mod odata;
@@ -29,10 +54,13 @@ mod state;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_delta;
+#[cfg(test)]
 mod tests_faults;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -42,7 +70,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-pub use faults::{Faults, Stats};
+pub use faults::{DeltaExpiry, Faults, Stats};
 pub use samples::{
     LARGE_GROUP_SIZE, SAMPLE_APP_ROLE_ID, SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET,
     SAMPLE_SERVICE_PRINCIPAL_ID, SAMPLE_TENANT_ID, large_tenant, sample_tenant,
@@ -66,6 +94,11 @@ pub(super) struct Shared {
     tokens: Mutex<HashMap<String, Instant>>,
     /// `http://127.0.0.1:PORT`.
     base_url: String,
+    /// This server's identity in delta tokens: a token from another simulator (or an earlier
+    /// run) is answered 410, as Graph answers a token it does not know.
+    instance: u64,
+    /// Delta tokens carry the epoch they were issued in; expiry moves to the next epoch.
+    delta_epoch: AtomicU64,
 }
 
 impl Shared {
@@ -83,6 +116,14 @@ impl Shared {
 
     fn graph_url(&self) -> String {
         format!("{}/v1.0", self.base_url)
+    }
+
+    /// The current delta epoch, first moving to a new one if the expiry fault asks for it.
+    fn delta_epoch(&self) -> u64 {
+        if std::mem::take(&mut self.faults().expire_delta_tokens) {
+            self.delta_epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        self.delta_epoch.load(Ordering::SeqCst)
     }
 
     /// Issues an opaque access token valid for `lifetime_secs`.
@@ -144,15 +185,18 @@ impl Simulator {
     }
 
     /// Serves `tenant` at `addr` (for a demo on a fixed port; keep it on loopback).
-    pub async fn bind(tenant: Tenant, addr: SocketAddr) -> std::io::Result<Simulator> {
+    pub async fn bind(mut tenant: Tenant, addr: SocketAddr) -> std::io::Result<Simulator> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        tenant.log.start_recording();
         let shared = Arc::new(Shared {
             tenant: Mutex::new(tenant),
             faults: Mutex::new(Faults::default()),
             stats: Mutex::new(Stats::default()),
             tokens: Mutex::new(HashMap::new()),
             base_url: format!("http://{addr}"),
+            instance: Uuid::new_v4().as_u64_pair().0,
+            delta_epoch: AtomicU64::new(0),
         });
         let app = routes::router(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -218,6 +262,13 @@ impl Simulator {
     /// Replaces all faults.
     pub fn set_faults(&self, faults: Faults) {
         *self.shared.faults() = faults;
+    }
+
+    /// Invalidates every delta and skip token issued so far: their next use answers `410 Gone`
+    /// with `code` (see [`Faults::expire_delta_tokens`] for the same as a fault).
+    pub fn expire_delta_tokens(&self, code: DeltaExpiry) {
+        self.shared.faults().delta_expiry = code;
+        self.shared.delta_epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// A copy of the statistics.

@@ -18,6 +18,8 @@ pub(super) const DEFAULT_TOP: usize = 100;
 pub(super) struct RequestCtx {
     pub request_id: String,
     pub client_request_id: String,
+    /// `Prefer: odata.maxpagesize=N`, when the request sent it.
+    pub max_page_size: Option<usize>,
 }
 
 impl RequestCtx {
@@ -29,19 +31,40 @@ impl RequestCtx {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
             .unwrap_or_else(|| request_id.clone());
+        let max_page_size = headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(max_page_size);
         Self {
             request_id,
             client_request_id,
+            max_page_size,
         }
     }
 
-    /// A context for a `$batch` sub-request: own request id, the envelope's client id.
-    pub fn sub(&self) -> Self {
+    /// A context for a `$batch` sub-request: own request id, the envelope's client id, and the
+    /// sub-request's own `Prefer` header (from its `headers` object).
+    pub fn sub(&self, prefer: Option<&str>) -> Self {
         Self {
             request_id: Uuid::new_v4().to_string(),
             client_request_id: self.client_request_id.clone(),
+            max_page_size: prefer.and_then(max_page_size),
         }
     }
+}
+
+/// The `odata.maxpagesize` preference in a `Prefer` header value (preferences are
+/// comma-separated; names are case-insensitive).
+fn max_page_size(prefer: &str) -> Option<usize> {
+    prefer.split(',').find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        if name.trim().eq_ignore_ascii_case("odata.maxpagesize") {
+            value.trim().trim_matches('"').parse().ok()
+        } else {
+            None
+        }
+    })
 }
 
 /// An answer from a Graph handler, before it becomes HTTP (or a batch sub-response).
@@ -134,6 +157,7 @@ pub(super) struct Query {
     pub select: Option<String>,
     pub filter: Option<String>,
     pub skiptoken: Option<String>,
+    pub deltatoken: Option<String>,
 }
 
 impl Query {
@@ -151,6 +175,7 @@ impl Query {
                 "select" => &mut q.select,
                 "filter" => &mut q.filter,
                 "skiptoken" => &mut q.skiptoken,
+                "deltatoken" => &mut q.deltatoken,
                 _ => continue,
             };
             *slot = Some(v.clone());
@@ -369,6 +394,17 @@ mod unit {
         assert!(Query::parse("$top=1000").unwrap().page_size().is_err());
         assert!(Query::parse("$top=0").unwrap().page_size().is_err());
         assert!(Query::parse("$top=x").unwrap().page_size().is_err());
+    }
+
+    #[test]
+    fn prefer_max_page_size() {
+        assert_eq!(max_page_size("odata.maxpagesize=50"), Some(50));
+        assert_eq!(
+            max_page_size("return=minimal, odata.MaxPageSize = \"7\""),
+            Some(7)
+        );
+        assert_eq!(max_page_size("odata.maxpagesize=x"), None);
+        assert_eq!(max_page_size("respond-async"), None);
     }
 
     #[test]

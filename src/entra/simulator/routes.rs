@@ -453,7 +453,14 @@ fn batch(shared: &Shared, ctx: &RequestCtx, body: &[u8]) -> Reply {
     let mut responses: Vec<Value> = requests
         .iter()
         .zip(ids)
-        .map(|(r, id)| sub_request(shared, &ctx.sub(), r, id))
+        .map(|(r, id)| {
+            let prefer = r.get("headers").and_then(Value::as_object).and_then(|h| {
+                h.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("prefer"))
+                    .and_then(|(_, v)| v.as_str())
+            });
+            sub_request(shared, &ctx.sub(prefer), r, id)
+        })
         .collect();
     if shared.faults().reorder_batch {
         responses.reverse();

@@ -782,3 +782,28 @@ fn plans_100k_against_100k() {
     let stored = apply(&p, &stored);
     assert!(run(users, &stored).is_noop());
 }
+
+#[test]
+fn a_partial_plan_counts_the_threshold_over_the_whole_scope() {
+    // An incremental cycle plans 3 users of a scope of 100, one of whom left it: 1 of 100 is
+    // within 10%, though it is a third of the users planned.
+    let (users, stored) = managed(3);
+    let partial = Snapshot::complete(users[..2].to_vec());
+    let p = run(users[..2].to_vec(), &stored);
+    assert_eq!(
+        (p.deprovisions.len(), p.staged.len()),
+        (0, 1),
+        "1 of 3 is held"
+    );
+    let whole = Policy {
+        totals: Some((100, 100)),
+        ..policy()
+    };
+    let p = plan(&partial, &stored, &whole);
+    assert_eq!(
+        (p.deprovisions.len(), p.staged.len()),
+        (1, 0),
+        "1 of 100 is not"
+    );
+    assert!(p.threshold_hit.is_none());
+}
