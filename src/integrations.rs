@@ -74,6 +74,47 @@ pub struct GraphSettings {
 }
 
 impl GraphSettings {
+    /// The settings of one enterprise application in `tenant_id`: the global cloud and its own
+    /// hosts, direct and group assignments only (not transitive), the default mapping, deletion
+    /// threshold and schedules. Callers change what differs.
+    pub fn new(
+        tenant_id: impl Into<String>,
+        client_id: impl Into<String>,
+        service_principal_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            tenant_id: tenant_id.into(),
+            client_id: client_id.into(),
+            service_principal_id: service_principal_id.into(),
+            cloud: Cloud::Global,
+            graph_url: None,
+            authority_url: None,
+            transitive: false,
+            mapping: Mapping::default(),
+            threshold: DeletionThreshold::default(),
+            schedule: None,
+            full_reconcile: None,
+        }
+    }
+
+    /// The Graph simulator's sample tenant (its tenant, client and service principal), pointed
+    /// at the simulator's Graph root and token endpoint: what `demo`, the tests and the
+    /// benchmarks connect to.
+    pub fn sample(graph_url: String, authority_url: String) -> Self {
+        use crate::entra::simulator::{
+            SAMPLE_CLIENT_ID, SAMPLE_SERVICE_PRINCIPAL_ID, SAMPLE_TENANT_ID,
+        };
+        Self {
+            graph_url: Some(graph_url),
+            authority_url: Some(authority_url),
+            ..Self::new(
+                SAMPLE_TENANT_ID,
+                SAMPLE_CLIENT_ID,
+                SAMPLE_SERVICE_PRINCIPAL_ID,
+            )
+        }
+    }
+
     pub fn endpoints(&self) -> Result<Endpoints, IntegrationError> {
         Ok(Endpoints::new(
             self.cloud,

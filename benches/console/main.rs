@@ -123,19 +123,11 @@ async fn run() -> Result<bool> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let account = store.ensure_account("default", clock.now()).await?;
     let key = SecretKey::load_or_create(&dir.path().join("secret.key"))?;
-    let graph = integrations::GraphSettings {
-        tenant_id: "contoso.onmicrosoft.com".to_owned(),
-        client_id: "6731de76-14a6-49ae-97bc-6eba6914391e".to_owned(),
-        service_principal_id: "00000000-0000-0000-0000-0000000000aa".to_owned(),
-        cloud: essentry_sync::entra::cloud::Cloud::Global,
-        graph_url: None,
-        authority_url: None,
-        transitive: false,
-        mapping: Default::default(),
-        threshold: Default::default(),
-        schedule: None,
-        full_reconcile: None,
-    };
+    let graph = integrations::GraphSettings::new(
+        "contoso.onmicrosoft.com",
+        "6731de76-14a6-49ae-97bc-6eba6914391e",
+        "00000000-0000-0000-0000-0000000000aa",
+    );
     integrations::create_graph(
         &store,
         &key,

@@ -7,10 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow};
 use chrono::Utc;
 use essentry_sync::domain::AccountId;
-use essentry_sync::entra::simulator::{
-    PrincipalType, SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET, SAMPLE_SERVICE_PRINCIPAL_ID,
-    SAMPLE_TENANT_ID, Tenant,
-};
+use essentry_sync::entra::simulator::{PrincipalType, SAMPLE_CLIENT_SECRET, Tenant};
 use essentry_sync::integrations::{self, GraphIntegration, GraphSettings};
 use essentry_sync::secrets::{Secret, SecretKey};
 use essentry_sync::store::{Store, StoreConfig};
@@ -176,19 +173,7 @@ pub async fn integration(
     let now = Utc::now();
     let account = store.ensure_account("default", now).await?;
     let key = SecretKey::load_or_create(&dir.join("secret.key"))?;
-    let settings = GraphSettings {
-        tenant_id: SAMPLE_TENANT_ID.to_owned(),
-        client_id: SAMPLE_CLIENT_ID.to_owned(),
-        service_principal_id: SAMPLE_SERVICE_PRINCIPAL_ID.to_owned(),
-        cloud: essentry_sync::entra::cloud::Cloud::Global,
-        graph_url: Some(graph_url),
-        authority_url: Some(authority_url),
-        transitive: false,
-        mapping: Default::default(),
-        threshold: Default::default(),
-        schedule: None,
-        full_reconcile: None,
-    };
+    let settings = GraphSettings::sample(graph_url, authority_url);
     let name = "bench-graph";
     integrations::create_graph(
         store,

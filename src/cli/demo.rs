@@ -17,10 +17,7 @@ use super::sync::{print_cycle, print_on_demand, sync_env};
 use super::{Env, book_appointment, format_modified, parse_guest};
 use crate::config::Settings;
 use crate::domain::UserName;
-use crate::entra::simulator::{
-    SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET, SAMPLE_SERVICE_PRINCIPAL_ID, SAMPLE_TENANT_ID, SimUser,
-    Simulator, sample_tenant,
-};
+use crate::entra::simulator::{SAMPLE_CLIENT_SECRET, SimUser, Simulator, sample_tenant};
 use crate::integrations::{self, GraphIntegration, GraphSettings};
 use crate::secrets::Secret;
 use crate::store::LogQuery;
@@ -72,19 +69,7 @@ pub(super) async fn run(mut settings: Settings, args: DemoArgs) -> Result<()> {
         sim.graph_url(),
         sim.authority_url()
     );
-    let settings = GraphSettings {
-        tenant_id: SAMPLE_TENANT_ID.to_owned(),
-        client_id: SAMPLE_CLIENT_ID.to_owned(),
-        service_principal_id: SAMPLE_SERVICE_PRINCIPAL_ID.to_owned(),
-        cloud: crate::entra::cloud::Cloud::Global,
-        graph_url: Some(sim.graph_url()),
-        authority_url: Some(sim.authority_url()),
-        transitive: false,
-        mapping: Default::default(),
-        threshold: Default::default(),
-        schedule: None,
-        full_reconcile: None,
-    };
+    let settings = GraphSettings::sample(sim.graph_url(), sim.authority_url());
     integrations::create_graph(
         &env.store,
         &key,

@@ -50,17 +50,13 @@ impl AdminApp {
         let acme = store.ensure_account("acme", t0()).await.expect("account");
         for (account, name) in [(&default, "default"), (&acme, "acme")] {
             let graph = GraphSettings {
-                tenant_id: "contoso.onmicrosoft.com".to_owned(),
-                client_id: "11111111-1111-1111-1111-111111111111".to_owned(),
-                service_principal_id: "22222222-2222-2222-2222-222222222222".to_owned(),
-                cloud: essentry_sync::entra::cloud::Cloud::Global,
                 graph_url: Some("http://127.0.0.1:9/v1.0".to_owned()),
                 authority_url: Some("http://127.0.0.1:9".to_owned()),
-                transitive: false,
-                mapping: Default::default(),
-                threshold: Default::default(),
-                schedule: None,
-                full_reconcile: None,
+                ..GraphSettings::new(
+                    "contoso.onmicrosoft.com",
+                    "11111111-1111-1111-1111-111111111111",
+                    "22222222-2222-2222-2222-222222222222",
+                )
             };
             integrations::create_graph(
                 &store,

@@ -11,10 +11,7 @@ use essentry_sync::config::Settings;
 use essentry_sync::domain::{
     AccountId, Appointment, AppointmentId, AppointmentStatus, Clock, Guest, ManualClock, UserName,
 };
-use essentry_sync::entra::simulator::{
-    SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET, SAMPLE_SERVICE_PRINCIPAL_ID, SAMPLE_TENANT_ID,
-    Simulator, sample_tenant,
-};
+use essentry_sync::entra::simulator::{SAMPLE_CLIENT_SECRET, Simulator, sample_tenant};
 use essentry_sync::http::AppState;
 use essentry_sync::integrations::{self, GraphSettings};
 use essentry_sync::secrets::{Secret, SecretKey};
@@ -126,19 +123,7 @@ impl ConsoleApp {
         let sim = Simulator::start(sample_tenant())
             .await
             .expect("the Graph simulator starts");
-        let graph = GraphSettings {
-            tenant_id: SAMPLE_TENANT_ID.to_owned(),
-            client_id: SAMPLE_CLIENT_ID.to_owned(),
-            service_principal_id: SAMPLE_SERVICE_PRINCIPAL_ID.to_owned(),
-            cloud: essentry_sync::entra::cloud::Cloud::Global,
-            graph_url: Some(sim.graph_url()),
-            authority_url: Some(sim.authority_url()),
-            transitive: false,
-            mapping: Default::default(),
-            threshold: Default::default(),
-            schedule: None,
-            full_reconcile: None,
-        };
+        let graph = GraphSettings::sample(sim.graph_url(), sim.authority_url());
         integrations::create_graph(
             &store,
             &key,

@@ -64,17 +64,10 @@ pub async fn add_pull(
     );
     let sim = Simulator::start(tenant).await.expect("simulator starts");
     let settings = GraphSettings {
-        tenant_id: settings_tenant.0,
-        client_id: settings_tenant.1,
-        service_principal_id: settings_tenant.2,
-        cloud: essentry_sync::entra::cloud::Cloud::Global,
         graph_url: Some(sim.graph_url()),
         authority_url: Some(sim.authority_url()),
-        transitive: false,
-        mapping: Default::default(),
         threshold,
-        schedule: None,
-        full_reconcile: None,
+        ..GraphSettings::new(settings_tenant.0, settings_tenant.1, settings_tenant.2)
     };
     let key = SecretKey::load_or_create(&app.dir().join("secret.key")).expect("key");
     integrations::create_graph(

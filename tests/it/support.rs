@@ -452,20 +452,5 @@ impl TestApp {
 pub fn sample_graph_settings(
     sim: &essentry_sync::entra::simulator::Simulator,
 ) -> essentry_sync::integrations::GraphSettings {
-    use essentry_sync::entra::simulator::{
-        SAMPLE_CLIENT_ID, SAMPLE_SERVICE_PRINCIPAL_ID, SAMPLE_TENANT_ID,
-    };
-    essentry_sync::integrations::GraphSettings {
-        tenant_id: SAMPLE_TENANT_ID.to_owned(),
-        client_id: SAMPLE_CLIENT_ID.to_owned(),
-        service_principal_id: SAMPLE_SERVICE_PRINCIPAL_ID.to_owned(),
-        cloud: essentry_sync::entra::cloud::Cloud::Global,
-        graph_url: Some(sim.graph_url()),
-        authority_url: Some(sim.authority_url()),
-        transitive: false,
-        mapping: Default::default(),
-        threshold: Default::default(),
-        schedule: None,
-        full_reconcile: None,
-    }
+    essentry_sync::integrations::GraphSettings::sample(sim.graph_url(), sim.authority_url())
 }
