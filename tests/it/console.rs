@@ -364,6 +364,10 @@ backend_test! {
         assert_eq!(progress["outcome"], "success", "{progress}");
         let last = app.store().recent_cycles(&app.account, None, 1).await.expect("cycles");
         assert_eq!((last[0].mode.as_deref(), last[0].full_reason.as_deref()), (Some("full"), Some("requested")));
+        // The integration page says how cycles read and when the next full reconcile is due.
+        let page = app.get(Some(&session), &format!("/admin/integrations/{GRAPH}")).await;
+        assert!(page.body.contains("changes since the last cycle (Graph delta) · full reconcile every 24h, next "), "{}", page.body);
+        assert!(page.body.contains("sealed (write-only)") && !page.body.contains("(None)"), "{}", page.body);
 
         let pod = app
             .post(Some(&session), &format!("/admin/integrations/{GRAPH}/provision"), &[("csrf", &session.csrf), ("user", "adele.vance@contoso.com")])
