@@ -166,6 +166,8 @@ async fn run_backend(
     let sh = Arc::new(Shared::new(server.base.clone(), seeded, opts.concurrency)?);
     let mut rows = Vec::new();
     for scenario in Scenario::ALL {
+        // The server's pid with each scenario's start, so a profiler can be attached to it.
+        eprintln!("  {} (server pid {}) ...", scenario.label(), server.pid());
         rows.push(measure(&sh, &server, scenario, opts.seconds).await?);
     }
     if let Some(status) = server.try_wait()? {

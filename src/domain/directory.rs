@@ -77,19 +77,24 @@ pub trait DirectoryTx: Send {
         account: &AccountId,
         name: &UserName,
     ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
-    /// `Err(StoreError::Conflict)` when the userName is taken.
-    fn insert_user(
+    /// Inserts `user` together with its provisioning-log row `entry`: `Ok(false)`, with nothing
+    /// written, when the userName is taken in the account. The store may send both (and the
+    /// user's email rows) as one combined write: one round trip to SQLite's single writer.
+    fn insert_user_logged(
         &mut self,
         user: &UserRecord,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Writes `user` (whose `version` is already the new one) if the stored version is still
-    /// `expected_version`; `Ok(false)` otherwise. `emails_changed` false lets the store keep the
-    /// email rows as they are.
-    fn update_user(
+        entry: &LogEntry,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Writes `user` (whose `version` is already the new one) and its provisioning-log row
+    /// `entry` if the stored version is still `expected_version`; `Ok(false)`, with nothing
+    /// written, otherwise. `emails_changed` false lets the store keep the email rows as they
+    /// are. A combined write like [`DirectoryTx::insert_user_logged`].
+    fn update_user_logged(
         &mut self,
         user: &UserRecord,
         expected_version: i64,
         emails_changed: bool,
+        entry: &LogEntry,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn delete_user(
         &mut self,
@@ -297,15 +302,6 @@ pub async fn create_user<T: DirectoryTx>(
     if !desired.active {
         return Err(DirectoryError::InactiveCreate);
     }
-    if tx
-        .user_by_name(&ctx.account, &desired.user_name)
-        .await?
-        .is_some()
-    {
-        return Err(DirectoryError::UserNameTaken(
-            desired.user_name.as_str().to_owned(),
-        ));
-    }
     let record = UserRecord {
         id: UserId::generate(),
         account_id: ctx.account.clone(),
@@ -319,18 +315,18 @@ pub async fn create_user<T: DirectoryTx>(
         created_at: ctx.now,
         updated_at: ctx.now,
     };
-    tx.insert_user(&record).await.map_err(|e| match e {
-        StoreError::Conflict(_) => {
-            DirectoryError::UserNameTaken(record.attrs.user_name.as_str().to_owned())
-        }
-        other => other.into(),
-    })?;
     let mut entry = ctx.log_entry(LogAction::Create, LogStatus::Success);
     fill_user(&mut entry, &record);
     entry.modified = diff_attributes(None, &record.attrs);
     entry.duration_ms = elapsed_ms(started);
-    tx.write_log(&entry).await?;
-    Ok(record)
+    // The userName's uniqueness is the insert's to check: a taken name writes nothing.
+    match tx.insert_user_logged(&record, &entry).await {
+        Ok(true) => Ok(record),
+        Ok(false) | Err(StoreError::Conflict(_)) => Err(DirectoryError::UserNameTaken(
+            record.attrs.user_name.as_str().to_owned(),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn fill_user(entry: &mut LogEntry, user: &UserRecord) {
@@ -392,7 +388,7 @@ pub async fn update_user<T: DirectoryTx>(
     tx: &mut T,
     ctx: &OpContext,
     id: &UserId,
-    mut desired: DirectoryUser,
+    desired: DirectoryUser,
     if_match: Option<i64>,
 ) -> Result<UpdateOutcome, DirectoryError> {
     let started = Instant::now();
@@ -406,6 +402,22 @@ pub async fn update_user<T: DirectoryTx>(
             actual: current.version,
         });
     }
+    update_read_user(tx, ctx, current, desired, started).await
+}
+
+/// Updates `current` — the user as read at its version, inside this transaction or before it
+/// (a SCIM PATCH applies its operations outside the transaction) — to `desired`. The write
+/// checks that version: a user changed since is not overwritten, and the answer is
+/// [`DirectoryError::VersionMismatch`] with nothing written. `started` is when the operation
+/// began, for the provisioning log's duration.
+pub async fn update_read_user<T: DirectoryTx>(
+    tx: &mut T,
+    ctx: &OpContext,
+    current: UserRecord,
+    mut desired: DirectoryUser,
+    started: Instant,
+) -> Result<UpdateOutcome, DirectoryError> {
+    let id = &current.id;
     if !desired.active {
         return deprovision_user(tx, ctx, id, DeprovisionReason::Deactivated)
             .await
@@ -456,11 +468,16 @@ pub async fn update_user<T: DirectoryTx>(
         updated_at: ctx.now,
         ..current.clone()
     };
+    let mut entry = ctx.log_entry(LogAction::Update, LogStatus::Success);
+    fill_user(&mut entry, &updated);
+    entry.modified = changes.clone();
+    entry.duration_ms = elapsed_ms(started);
     let written = tx
-        .update_user(
+        .update_user_logged(
             &updated,
             current.version,
             updated.attrs.emails() != current.attrs.emails(),
+            &entry,
         )
         .await
         .map_err(|e| match e {
@@ -475,11 +492,6 @@ pub async fn update_user<T: DirectoryTx>(
             actual: current.version + 1,
         });
     }
-    let mut entry = ctx.log_entry(LogAction::Update, LogStatus::Success);
-    fill_user(&mut entry, &updated);
-    entry.modified = changes.clone();
-    entry.duration_ms = elapsed_ms(started);
-    tx.write_log(&entry).await?;
     Ok(UpdateOutcome::Updated {
         user: updated,
         changes,

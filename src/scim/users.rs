@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
+use std::time::Instant;
 use tracing::Instrument;
 
 use crate::domain::directory::{self, DeprovisionReason, OpContext, UpdateOutcome};
@@ -256,6 +257,7 @@ pub async fn patch(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ScimError> {
     let id = user_id(&id)?;
+    let started = Instant::now();
     let work = async {
         let expected = if_match(&headers)?;
         let ops = patch::parse_patch_request(&body)?;
@@ -275,8 +277,15 @@ pub async fn patch(
             .into());
         }
         let desired = patched_user(&current, &ops, &limits)?;
+        let version = current.version;
+        // An update writes in one combined statement, checking the version read above; a
+        // deactivation deletes the account and goes the long way, reading the user again.
         let update = async |tx: &mut Tx| {
-            directory::update_user(tx, &ctx, &id, desired, Some(current.version)).await
+            if desired.active {
+                directory::update_read_user(tx, &ctx, current, desired, started).await
+            } else {
+                directory::update_user(tx, &ctx, &id, desired, Some(version)).await
+            }
         };
         match transact(&state, update).await {
             // Another write came first, and the client set no precondition: apply the PATCH to

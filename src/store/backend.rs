@@ -108,12 +108,13 @@ pub(super) fn group_from_row(row: &DbRow) -> Result<GroupRecord, StoreError> {
 
 /// Unicode NFC and case folding ([`fold_key`]) for the `*_lower` columns that case-insensitive
 /// filters compare.
-pub(super) fn folded(v: &Option<String>) -> Option<String> {
+pub(in crate::store) fn folded(v: &Option<String>) -> Option<String> {
     v.as_deref().map(fold_key)
 }
 
 pub(super) fn resource_text(m: &Map<String, Value>) -> String {
-    Value::Object(m.clone()).to_string()
+    // A map serializes exactly as the object holding it, without copying it into one first.
+    serde_json::to_string(m).unwrap_or_else(|_| Value::Object(m.clone()).to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,6 +291,9 @@ pub async fn user_by_name(
     row.as_ref().map(user_from_row).transpose()
 }
 
+// On SQLite, user rows are written by the combined writes of `combined.rs`: the three functions
+// below serve PostgreSQL (they are compiled for both backends like the rest of this file).
+#[allow(dead_code)]
 async fn write_emails(c: &mut Conn, user: &UserRecord, replace: bool) -> Result<(), StoreError> {
     if replace {
         sqlx::query("DELETE FROM user_emails WHERE user_id = $1")
@@ -317,77 +321,87 @@ async fn write_emails(c: &mut Conn, user: &UserRecord, replace: bool) -> Result<
     Ok(())
 }
 
-pub async fn insert_user(c: &mut Conn, user: &UserRecord) -> Result<(), StoreError> {
+/// A query of this backend with its arguments, for the binders below.
+pub(in crate::store) type Query<'q> = sqlx::query::Query<'q, Db, <Db as Database>::Arguments>;
+
+/// Binds `user_insert_sql!`'s parameters `$1`–`$19`.
+pub(in crate::store) fn bind_user_insert<'q>(q: Query<'q>, user: &'q UserRecord) -> Query<'q> {
     let a = &user.attrs;
-    sqlx::query(
-        "INSERT INTO users (id, account_id, user_name, user_name_lower, given_name, family_name, \
-         display_name, external_id, active, entra_object_id, source, resource, version, \
-         created_at, updated_at, given_name_lower, family_name_lower, display_name_lower, \
-         managed_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-         $19)",
-    )
-    .bind(user.id.as_str())
-    .bind(user.account_id.as_str())
-    .bind(a.user_name.as_str())
-    .bind(a.user_name.key())
-    .bind(a.given_name.as_deref())
-    .bind(a.family_name.as_deref())
-    .bind(a.display_name.as_deref())
-    .bind(a.external_id.as_deref())
-    .bind(a.active)
-    .bind(a.entra_object_id.as_ref().map(|o| o.as_str()))
-    .bind(user.source.as_str())
-    .bind(resource_text(&a.resource))
-    .bind(user.version)
-    .bind(user.created_at)
-    .bind(user.updated_at)
-    .bind(folded(&a.given_name))
-    .bind(folded(&a.family_name))
-    .bind(folded(&a.display_name))
-    .bind(user.managed_by.as_ref().map(|i| i.as_str()))
-    .execute(&mut *c)
-    .await
-    .map_err(db_err)?;
-    write_emails(c, user, false).await
+    q.bind(user.id.as_str())
+        .bind(user.account_id.as_str())
+        .bind(a.user_name.as_str())
+        .bind(a.user_name.key())
+        .bind(a.given_name.as_deref())
+        .bind(a.family_name.as_deref())
+        .bind(a.display_name.as_deref())
+        .bind(a.external_id.as_deref())
+        .bind(a.active)
+        .bind(a.entra_object_id.as_ref().map(|o| o.as_str()))
+        .bind(user.source.as_str())
+        .bind(resource_text(&a.resource))
+        .bind(user.version)
+        .bind(user.created_at)
+        .bind(user.updated_at)
+        .bind(folded(&a.given_name))
+        .bind(folded(&a.family_name))
+        .bind(folded(&a.display_name))
+        .bind(user.managed_by.as_ref().map(|i| i.as_str()))
 }
 
+/// Binds `user_update_sql!`'s parameters `$1`–`$18`.
+pub(in crate::store) fn bind_user_update<'q>(
+    q: Query<'q>,
+    user: &'q UserRecord,
+    expected_version: i64,
+) -> Query<'q> {
+    let a = &user.attrs;
+    q.bind(user.account_id.as_str())
+        .bind(user.id.as_str())
+        .bind(a.user_name.as_str())
+        .bind(a.user_name.key())
+        .bind(a.given_name.as_deref())
+        .bind(a.family_name.as_deref())
+        .bind(a.display_name.as_deref())
+        .bind(a.external_id.as_deref())
+        .bind(a.active)
+        .bind(a.entra_object_id.as_ref().map(|o| o.as_str()))
+        .bind(resource_text(&a.resource))
+        .bind(user.version)
+        .bind(user.updated_at)
+        .bind(expected_version)
+        .bind(folded(&a.given_name))
+        .bind(folded(&a.family_name))
+        .bind(folded(&a.display_name))
+        .bind(user.managed_by.as_ref().map(|i| i.as_str()))
+}
+
+/// Inserts `user` with its email rows, unless its userName is already taken in the account:
+/// then nothing is written and the answer is `Ok(false)`. (A conflict on the name does not
+/// fail the statement, so on PostgreSQL the transaction stays usable.)
+#[allow(dead_code)]
+pub async fn insert_user(c: &mut Conn, user: &UserRecord) -> Result<bool, StoreError> {
+    let done = bind_user_insert(sqlx::query(user_insert_sql!()), user)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    write_emails(c, user, false).await?;
+    Ok(true)
+}
+
+#[allow(dead_code)]
 pub async fn update_user(
     c: &mut Conn,
     user: &UserRecord,
     expected_version: i64,
     emails_changed: bool,
 ) -> Result<bool, StoreError> {
-    let a = &user.attrs;
-    let done = sqlx::query(
-        "UPDATE users SET user_name = $3, user_name_lower = $4, given_name = $5, \
-         family_name = $6, display_name = $7, external_id = $8, active = $9, \
-         entra_object_id = $10, resource = $11, version = $12, updated_at = $13, \
-         given_name_lower = $15, family_name_lower = $16, display_name_lower = $17, \
-         managed_by = $18 \
-         WHERE account_id = $1 AND id = $2 AND version = $14",
-    )
-    .bind(user.account_id.as_str())
-    .bind(user.id.as_str())
-    .bind(a.user_name.as_str())
-    .bind(a.user_name.key())
-    .bind(a.given_name.as_deref())
-    .bind(a.family_name.as_deref())
-    .bind(a.display_name.as_deref())
-    .bind(a.external_id.as_deref())
-    .bind(a.active)
-    .bind(a.entra_object_id.as_ref().map(|o| o.as_str()))
-    .bind(resource_text(&a.resource))
-    .bind(user.version)
-    .bind(user.updated_at)
-    .bind(expected_version)
-    .bind(folded(&a.given_name))
-    .bind(folded(&a.family_name))
-    .bind(folded(&a.display_name))
-    .bind(user.managed_by.as_ref().map(|i| i.as_str()))
-    .execute(&mut *c)
-    .await
-    .map_err(db_err)?;
+    let done = bind_user_update(sqlx::query(user_update_sql!()), user, expected_version)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
     if done.rows_affected() == 0 {
         return Ok(false);
     }

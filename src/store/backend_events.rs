@@ -198,30 +198,44 @@ pub(super) fn outbox_row(r: &DbRow, status: String) -> Result<OutboxRow, StoreEr
 }
 
 /// Writes one provisioning-log row, every value bounded (see `crate::domain::clip`).
-pub async fn write_log(c: &mut Conn, e: &LogEntry) -> Result<(), StoreError> {
-    let e = &e.clipped();
+/// Binds a provisioning-log row's 15 columns (`log_columns_sql!`), from whichever parameter
+/// number the statement gives them; `modified` is the row's attribute changes as JSON.
+pub(in crate::store) fn bind_log<'q>(q: Query<'q>, e: &'q LogEntry, modified: String) -> Query<'q> {
+    q.bind(e.id.as_str())
+        .bind(e.account_id.as_str())
+        .bind(e.integration_id.as_ref().map(|i| i.as_str()))
+        .bind(e.cycle_id.as_deref())
+        .bind(e.source.as_str())
+        .bind(e.action.as_str())
+        .bind(e.status.as_str())
+        .bind(e.user_id.as_ref().map(|u| u.as_str()))
+        .bind(e.user_name.as_deref())
+        .bind(e.source_object_id.as_deref())
+        .bind(modified)
+        .bind(e.error_code.as_deref())
+        .bind(e.error_message.as_deref())
+        .bind(e.duration_ms)
+        .bind(e.at)
+}
+
+/// A log entry as it is stored: clipped to the column limits, with its changes as JSON.
+pub(in crate::store) fn stored_log(e: &LogEntry) -> Result<(LogEntry, String), StoreError> {
+    let e = e.clipped();
     let modified =
         serde_json::to_string(&e.modified).map_err(|err| StoreError::Database(Box::new(err)))?;
-    sqlx::query(
-        "INSERT INTO provisioning_log (id, account_id, integration_id, cycle_id, source, action, \
-         status, user_id, user_name, source_object_id, modified, error_code, error_message, \
-         duration_ms, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    Ok((e, modified))
+}
+
+pub async fn write_log(c: &mut Conn, e: &LogEntry) -> Result<(), StoreError> {
+    let (e, modified) = stored_log(e)?;
+    bind_log(
+        sqlx::query(concat!(
+            log_columns_sql!(),
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        )),
+        &e,
+        modified,
     )
-    .bind(e.id.as_str())
-    .bind(e.account_id.as_str())
-    .bind(e.integration_id.as_ref().map(|i| i.as_str()))
-    .bind(e.cycle_id.as_deref())
-    .bind(e.source.as_str())
-    .bind(e.action.as_str())
-    .bind(e.status.as_str())
-    .bind(e.user_id.as_ref().map(|u| u.as_str()))
-    .bind(e.user_name.as_deref())
-    .bind(e.source_object_id.as_deref())
-    .bind(modified)
-    .bind(e.error_code.as_deref())
-    .bind(e.error_message.as_deref())
-    .bind(e.duration_ms)
-    .bind(e.at)
     .execute(&mut *c)
     .await
     .map_err(db_err)?;

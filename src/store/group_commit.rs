@@ -3,10 +3,11 @@
 //! batch size of 1) every request keeps a transaction of its own, see [`GroupCommit::run`].
 //!
 //! A request takes the batch lock, opens the shared transaction if none is open, and runs its
-//! work inside a savepoint of its own (savepoints of one name nest; a kept one is released by
-//! the commit). Its work failing (a uniqueness conflict, a stale
-//! version, any error) rolls back to that savepoint only: what the other requests of the batch
-//! wrote stays, and only this request sees the error. Afterwards, when more requests are queued
+//! work inside a savepoint of its own (`savepoint.rs`: opened with its first statement — the
+//! head of its combined write, when it makes one, so that the whole request is one round trip
+//! to the writer — and released by the next request's). Its work failing (a uniqueness
+//! conflict, a stale version, any error) rolls back to that savepoint only: what the other
+//! requests of the batch wrote stays, and only this request sees the error. Afterwards, when more requests are queued
 //! for the lock and the batch is not full, it leaves the transaction open for them and waits
 //! for the commit; otherwise it commits the batch and hands every waiting request the outcome.
 //! A request's success is returned only after the commit that made it durable succeeded; a
@@ -18,16 +19,16 @@
 //!
 //! Cancellation (a client that disconnects drops its request's future): a request dropped while
 //! its work runs leaves its savepoint open; the next holder of the lock (or a flush task spawned
-//! by the drop when nobody is queued) rolls that savepoint back before anything else, so none of
-//! its writes is kept. The commit itself runs in a task of its own, so a dropped committer
-//! cannot leave its batch undecided.
+//! by the drop when nobody is queued) ends that request first, rolling its savepoint back, so
+//! none of its writes is kept. The commit itself runs in a task of its own, so a
+//! dropped committer cannot leave its batch undecided.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{Mutex, MutexGuard, oneshot};
 
-use super::{Store, Tx};
+use super::{RequestEnd, Store, Tx};
 use crate::domain::StoreError;
 
 /// The outcome of a batch's commit, as told to the requests waiting for it.
@@ -38,9 +39,6 @@ struct Batch {
     tx: Option<Tx>,
     /// Requests whose work is in `tx` and that wait for its commit.
     waiting: Vec<oneshot::Sender<Outcome>>,
-    /// Set while a request's work runs in its savepoint; still set when that request was
-    /// dropped midway, so that the next holder rolls the savepoint back first.
-    in_savepoint: bool,
 }
 
 /// Shares write transactions between concurrent requests (see the module docs).
@@ -102,7 +100,6 @@ impl GroupCommit {
             batch: Mutex::new(Batch {
                 tx: None,
                 waiting: Vec::new(),
-                in_savepoint: false,
             }),
             queued: AtomicUsize::new(0),
         })
@@ -185,39 +182,28 @@ impl GroupCommit {
         let Some(tx) = batch.tx.as_mut() else {
             return Err(StoreError::Database("no open write transaction".into()).into());
         };
-        if let Err(e) = tx.savepoint().await {
-            Self::abandon(batch, &e);
-            return Err(e.into());
-        }
-        batch.in_savepoint = true;
-        let Some(tx) = batch.tx.as_mut() else {
-            return Err(StoreError::Database("no open write transaction".into()).into());
-        };
+        tx.begin_request();
         let out = operate(tx).await;
-        // A kept savepoint is not released: the commit releases them all, and a later
-        // `ROLLBACK TO` names the most recent savepoint of that name, so this saves a round trip
-        // per request.
-        if out.is_err()
-            && let Err(e) = tx.rollback_to_savepoint().await
-        {
+        let end = if out.is_ok() {
+            RequestEnd::Kept
+        } else {
+            RequestEnd::Failed
+        };
+        if let Err(e) = tx.end_request(end).await {
             Self::abandon(batch, &e);
             return Err(e.into());
         }
-        batch.in_savepoint = false;
         out
     }
 
-    /// Rolls back the savepoint of a request that was dropped while it worked; if even that
-    /// fails, the whole batch is abandoned.
+    /// Ends the request that held the lock before, in case it was dropped while it worked
+    /// (after a request that ended normally this does nothing); if even that fails, the whole
+    /// batch is abandoned.
     async fn undo_dropped(batch: &mut MutexGuard<'_, Batch>) {
-        if !batch.in_savepoint {
-            return;
-        }
-        batch.in_savepoint = false;
         let Some(tx) = batch.tx.as_mut() else {
             return;
         };
-        if let Err(e) = tx.rollback_to_savepoint().await {
+        if let Err(e) = tx.end_request(RequestEnd::Dropped).await {
             Self::abandon(batch, &e);
         }
     }
@@ -226,7 +212,6 @@ impl GroupCommit {
     fn abandon(batch: &mut MutexGuard<'_, Batch>, e: &StoreError) {
         tracing::warn!(error = %e, waiting = batch.waiting.len(), "abandoning a shared write transaction");
         batch.tx = None;
-        batch.in_savepoint = false;
         let message = shared_error("the shared write transaction failed", e);
         for w in batch.waiting.drain(..) {
             let _ = w.send(Err(message.clone()));

@@ -13,8 +13,11 @@
 //! portably, and no `query!` macros, which would need a live database or committed offline data
 //! at build time. [`Store`] and [`Tx`] pick the backend at run time and forward to it. The records
 //! live in `rows.rs`; `lock.rs` holds the cross-process locks (cycles, one `serve` per SQLite);
-//! `group_commit.rs` lets concurrent writes share one transaction (a savepoint each), and
-//! `auth_epoch.rs` tells token caches that an integration was deleted.
+//! `group_commit.rs` lets concurrent writes share one transaction (a savepoint each, kept in
+//! `savepoint.rs`); `combined.rs` sends a user's create or update with its log and email rows to
+//! SQLite as one multi-statement query; `wal.rs` checkpoints SQLite's write-ahead log in the
+//! background, off the writer's commit path; and `auth_epoch.rs` tells token caches that an
+//! integration was deleted.
 
 use chrono::{DateTime, Utc};
 
@@ -24,19 +27,60 @@ use crate::domain::{
     IntegrationId, LogEntry, Manager, OutboxMessage, StoreError, UserId, UserName, UserRecord,
 };
 
+// The statements that the combined writes (`combined.rs`) string together with others, written
+// once as literals (so `concat!` can join them) and bound by `bind_user_insert`,
+// `bind_user_update` (`backend.rs`) and `bind_log` (`backend_events.rs`).
+
+/// A user row's insert unless its userName is taken in the account: `$1`–`$19`.
+macro_rules! user_insert_sql {
+    () => {
+        "INSERT INTO users (id, account_id, user_name, user_name_lower, given_name, family_name, \
+         display_name, external_id, active, entra_object_id, source, resource, version, \
+         created_at, updated_at, given_name_lower, family_name_lower, display_name_lower, \
+         managed_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+         $19) ON CONFLICT (account_id, user_name_lower) DO NOTHING"
+    };
+}
+
+/// A user row's update if it is still at the expected version (`$14`): `$1`–`$18`.
+macro_rules! user_update_sql {
+    () => {
+        "UPDATE users SET user_name = $3, user_name_lower = $4, given_name = $5, \
+         family_name = $6, display_name = $7, external_id = $8, active = $9, \
+         entra_object_id = $10, resource = $11, version = $12, updated_at = $13, \
+         given_name_lower = $15, family_name_lower = $16, display_name_lower = $17, \
+         managed_by = $18 \
+         WHERE account_id = $1 AND id = $2 AND version = $14"
+    };
+}
+
+/// The columns of a provisioning-log row, in `bind_log`'s order (15 parameters).
+macro_rules! log_columns_sql {
+    () => {
+        "INSERT INTO provisioning_log (id, account_id, integration_id, cycle_id, source, action, \
+         status, user_id, user_name, source_object_id, modified, error_code, error_message, \
+         duration_ms, at) "
+    };
+}
+
 mod auth_epoch;
+mod combined;
 mod group_commit;
 pub mod lock;
 mod postgres;
 mod rows;
+mod savepoint;
 pub mod sql_filter;
 mod sqlite;
+mod wal;
 
 use sql_filter::{Target, Where};
 
 pub use auth_epoch::AuthEpoch;
 pub use group_commit::GroupCommit;
 pub use rows::*;
+pub use savepoint::{RequestEnd, Savepoint};
 
 /// Maps a driver error: uniqueness violations become [`StoreError::Conflict`]; everything else is
 /// a database error (never "not found").
@@ -87,9 +131,15 @@ pub enum Store {
     Postgres(postgres::PgStore),
 }
 
-/// An open write transaction. Dropped without [`Tx::commit`], it rolls back.
+/// An open write transaction. Dropped without [`Tx::commit`], it rolls back. On SQLite it also
+/// knows where the current request of a shared transaction stands with its savepoint
+/// ([`GroupCommit`], [`Savepoint`]).
 pub enum Tx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Sqlite(
+        sqlx::Transaction<'static, sqlx::Sqlite>,
+        Savepoint,
+        std::sync::Arc<wal::Checkpointer>,
+    ),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
@@ -114,15 +164,19 @@ macro_rules! read {
     };
 }
 
-/// Runs `$body` with `$c` bound to the transaction's connection.
+/// Runs `$body` with `$c` bound to the transaction's connection. In a shared SQLite transaction
+/// the request's savepoint is opened first, if it is not yet ([`Savepoint::enter`]).
 macro_rules! in_tx {
     ($tx:expr, |$c:ident, $m:ident| $body:expr) => {
         match $tx {
-            Tx::Sqlite(t) => {
-                let $c = &mut **t;
-                use sqlite as $m;
-                $body
-            }
+            Tx::Sqlite(t, sp, _) => match sp.enter(t).await {
+                Err(e) => Err(e.into()),
+                Ok(()) => {
+                    let $c = &mut **t;
+                    use sqlite as $m;
+                    $body
+                }
+            },
             Tx::Postgres(t) => {
                 let $c = &mut **t;
                 use postgres as $m;
@@ -178,7 +232,9 @@ impl Store {
 
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match self {
-            Self::Sqlite(s) => Tx::Sqlite(s.begin().await?),
+            Self::Sqlite(s) => {
+                Tx::Sqlite(s.begin().await?, Savepoint::Direct, s.checkpoints.clone())
+            }
             Self::Postgres(s) => Tx::Postgres(s.begin().await?),
         })
     }
@@ -429,7 +485,7 @@ impl Store {
     pub async fn execute_raw(&self, sql: &'static str) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         match &mut tx {
-            Tx::Sqlite(t) => sqlx::raw_sql(sql).execute(&mut **t).await.map(|_| ()),
+            Tx::Sqlite(t, _, _) => sqlx::raw_sql(sql).execute(&mut **t).await.map(|_| ()),
             Tx::Postgres(t) => sqlx::raw_sql(sql).execute(&mut **t).await.map(|_| ()),
         }
         .map_err(db_err)?;
@@ -437,41 +493,38 @@ impl Store {
     }
 }
 
-/// Runs one fixed statement on the transaction's connection.
-macro_rules! tx_statement {
-    ($tx:expr, $sql:literal) => {
-        match $tx {
-            Tx::Sqlite(t) => sqlx::raw_sql($sql).execute(&mut **t).await.map(|_| ()),
-            Tx::Postgres(t) => sqlx::raw_sql($sql).execute(&mut **t).await.map(|_| ()),
-        }
-        .map_err(db_err)
-    };
-}
-
 impl Tx {
-    /// Opens the savepoint one request of a shared transaction works in ([`GroupCommit`]).
-    pub async fn savepoint(&mut self) -> Result<(), StoreError> {
-        tx_statement!(self, "SAVEPOINT essentry_write")
+    /// Starts a request of a shared transaction ([`GroupCommit`]): its savepoint opens with its
+    /// first statement (see [`Savepoint`]).
+    pub fn begin_request(&mut self) {
+        if let Self::Sqlite(_, sp, _) = self {
+            sp.begin_request();
+        }
     }
 
-    /// Undoes what was written since the most recent [`Tx::savepoint`] and closes it.
-    pub async fn rollback_to_savepoint(&mut self) -> Result<(), StoreError> {
-        tx_statement!(
-            self,
-            "ROLLBACK TO SAVEPOINT essentry_write; RELEASE SAVEPOINT essentry_write"
-        )
+    /// Ends the current request of a shared transaction, keeping or undoing its writes (see
+    /// [`RequestEnd`]). An error means the shared transaction must be abandoned.
+    pub async fn end_request(&mut self, end: RequestEnd) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(t, sp, _) => sp.end_request(t, end).await,
+            Self::Postgres(_) => Ok(()),
+        }
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(t) => t.commit().await.map_err(db_err),
+            Self::Sqlite(t, _, checkpoints) => {
+                t.commit().await.map_err(db_err)?;
+                checkpoints.committed();
+                Ok(())
+            }
             Self::Postgres(t) => t.commit().await.map_err(db_err),
         }
     }
 
     pub async fn rollback(self) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(t) => t.rollback().await.map_err(db_err),
+            Self::Sqlite(t, _, _) => t.rollback().await.map_err(db_err),
             Self::Postgres(t) => t.rollback().await.map_err(db_err),
         }
     }
@@ -582,23 +635,45 @@ impl DirectoryTx for Tx {
         in_tx!(self, |c, m| m::user_by_name(c, account, name).await)
     }
 
-    async fn insert_user(&mut self, user: &UserRecord) -> Result<(), StoreError> {
-        in_tx!(self, |c, m| m::insert_user(c, user).await)
+    async fn insert_user_logged(
+        &mut self,
+        user: &UserRecord,
+        entry: &LogEntry,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(t, sp, _) => combined::insert_user_logged(t, sp, user, entry).await,
+            Self::Postgres(t) => {
+                let c = &mut **t;
+                if !postgres::insert_user(c, user).await? {
+                    return Ok(false);
+                }
+                postgres::write_log(c, entry).await?;
+                Ok(true)
+            }
+        }
     }
 
-    async fn update_user(
+    async fn update_user_logged(
         &mut self,
         user: &UserRecord,
         expected_version: i64,
         emails_changed: bool,
+        entry: &LogEntry,
     ) -> Result<bool, StoreError> {
-        in_tx!(self, |c, m| m::update_user(
-            c,
-            user,
-            expected_version,
-            emails_changed
-        )
-        .await)
+        match self {
+            Self::Sqlite(t, sp, _) => {
+                combined::update_user_logged(t, sp, user, expected_version, emails_changed, entry)
+                    .await
+            }
+            Self::Postgres(t) => {
+                let c = &mut **t;
+                if !postgres::update_user(c, user, expected_version, emails_changed).await? {
+                    return Ok(false);
+                }
+                postgres::write_log(c, entry).await?;
+                Ok(true)
+            }
+        }
     }
 
     async fn delete_user(&mut self, account: &AccountId, id: &UserId) -> Result<bool, StoreError> {

@@ -165,6 +165,8 @@ pub struct SqliteStore {
     pub(crate) path: std::path::PathBuf,
     /// Bumped by every integration deletion made through this process (`auth_epoch.rs`).
     pub(crate) local_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Copies the write-ahead log back into the database after commits (`wal.rs`).
+    pub(crate) checkpoints: std::sync::Arc<super::wal::Checkpointer>,
 }
 
 impl SqliteStore {
@@ -192,19 +194,24 @@ impl SqliteStore {
             .max_connections(1)
             .min_connections(1)
             .test_before_acquire(false)
-            .connect_with(base.clone())
+            .connect_with(base.clone().pragma(
+                "wal_autocheckpoint",
+                super::wal::WRITER_AUTOCHECKPOINT.to_string(),
+            ))
             .await
             .map_err(db_err)?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&write)
             .await
             .map_err(|e| StoreError::Database(Box::new(e)))?;
+        let checkpoints = std::sync::Arc::new(super::wal::Checkpointer::start(&base).await?);
         let read = std::sync::Arc::new(Readers::open(&base.read_only(true), readers).await?);
         Ok(Self {
             read,
             write,
             path: path.to_path_buf(),
             local_epoch: Default::default(),
+            checkpoints,
         })
     }
 
@@ -216,6 +223,7 @@ impl SqliteStore {
     }
 
     pub async fn close(&self) {
+        self.checkpoints.close().await;
         self.read.close().await;
         self.write.close().await;
     }

@@ -1,7 +1,8 @@
 //! The SCIM hot path's shared state, on both backends: group commit (concurrent writes share a
 //! transaction, each with its own result: one winner per userName, a failed write keeps nothing,
 //! the others keep everything, log rows included) and the cache of token lookups (a deleted
-//! integration's token is refused at once, also when another process or replica deleted it).
+//! integration's token is refused at once, also when another process or replica deleted it);
+//! a write whose client gives up midway keeps nothing half done and undoes no other.
 
 use std::sync::Arc;
 
@@ -133,6 +134,80 @@ backend_test! {
             (0..30).filter(|i| i % 3 != 0).map(|i| format!("gc{i}@contoso.com")).collect();
         expected.sort();
         assert_eq!(logged, expected, "{backend:?}: one log row per kept write");
+        app.finish().await;
+    }
+}
+
+backend_test! {
+    /// Writes through one `GroupCommit` whose clients give up at different moments (a timeout
+    /// drops the request's future: before its turn, while its combined write runs, while it
+    /// waits for the commit). Every write that answered success is kept, log row included —
+    /// cleaning up after a dropped one never reaches into an earlier write of the batch — and a
+    /// dropped one keeps both its user and its log row or neither. The writes after them work.
+    multi_thread async fn dropped_writes_keep_nothing_half_done_and_undo_no_other(backend) {
+        let app = TestApp::spawn(backend).await;
+        let gc = GroupCommit::new(app.store().clone(), 16);
+        let ctx = OpContext {
+            account: app.account.clone(),
+            source: Source::Scim,
+            integration_id: None,
+            cycle_id: None,
+            now: t0(),
+        };
+        let create = |i: usize| {
+            let (gc, ctx) = (gc.clone(), ctx.clone());
+            async move {
+                let body = json!({"schemas": [USER], "userName": format!("drop{i}@contoso.com"),
+                                  "emails": [{"value": format!("drop{i}@contoso.com")}]});
+                let desired = user_from_body(&body).expect("valid user");
+                gc.run(async |tx| create_user(tx, &ctx, desired).await).await
+            }
+        };
+        let mut tasks = Vec::new();
+        for i in 0..90 {
+            let work = create(i);
+            tasks.push(tokio::spawn(async move {
+                if i % 3 == 0 {
+                    let patience = std::time::Duration::from_micros(50 * (i as u64 % 40));
+                    tokio::time::timeout(patience, work).await.ok()
+                } else {
+                    Some(work.await)
+                }
+            }));
+        }
+        let mut answered = Vec::new();
+        for (i, t) in tasks.into_iter().enumerate() {
+            match t.await.expect("task") {
+                Some(Ok(_)) => answered.push(i),
+                Some(Err(e)) => panic!("{backend:?} write {i} failed: {e}"),
+                None => {}
+            }
+        }
+        assert!(answered.len() >= 60, "{backend:?}: only {} writes answered", answered.len());
+        // One more write decides whatever batch the dropped ones left open.
+        create(1000).await.expect("a write after the dropped ones");
+        let log = app
+            .store()
+            .list_log(&app.account, &LogQuery { limit: 1000, ..Default::default() })
+            .await
+            .expect("log");
+        let logged = |i: usize| {
+            let name = format!("drop{i}@contoso.com");
+            log.iter().filter(|l| l.user_name.as_deref() == Some(name.as_str())).count()
+        };
+        for i in (0..90).chain([1000]) {
+            let name = UserName::parse(&format!("drop{i}@contoso.com")).expect("name");
+            let stored = app.store().user_by_name(&app.account, &name).await.expect("read");
+            if answered.contains(&i) || i == 1000 {
+                assert!(stored.is_some(), "{backend:?} write {i} answered success but is gone");
+            }
+            let emails = stored.as_ref().map_or(0, |u| u.attrs.emails().len());
+            assert_eq!(
+                (logged(i), emails),
+                if stored.is_some() { (1, 1) } else { (0, 0) },
+                "{backend:?} write {i}: user, email row and log row together or not at all"
+            );
+        }
         app.finish().await;
     }
 }
