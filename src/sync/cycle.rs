@@ -618,8 +618,8 @@ async fn cycle_body(
     });
     let plan = plan::plan(&snapshot, &current, &policy);
     drop(current);
+    write.complete(&snapshot, &plan);
     drop(snapshot);
-    write.mark_pending(&plan);
     report.planned = count(&plan);
     report.changes = describe(&plan, LISTED_CHANGES);
     let total = plan.creates.len()
