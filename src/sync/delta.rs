@@ -414,6 +414,9 @@ where
         groups: assigned.groups.clone(),
     };
     let read = read(assigned).await?;
+    // What reading left behind (response bodies, their parsed pages) is garbage now: its pages
+    // go back before the stored users are loaded beside the snapshot.
+    crate::memory::release_freed();
     let current = stored_users(&env.store, &integ.row.account_id).await?;
     let summary = ReadSummary {
         assignments: read.assignments,
