@@ -9,7 +9,8 @@
 //!   incremental plan whose userName conflicts reach too far ([`FullReason::Conflicts`]).
 //! - **Full read.** The links are taken first (`$deltatoken=latest`), then the assignments, one
 //!   `groups/delta` link per [`GROUPS_PER_QUERY`] assigned groups, then the scope as always. The
-//!   scope rows ([`ScopeMember`]) are rewritten from the read.
+//!   scope rows ([`ScopeMember`]) are built from the read once the plan is made
+//!   ([`StateWrite::complete`]); the save writes only those that differ from the stored ones.
 //! - **Incremental read.** The assignments are read again (Graph has no reliable delta for app
 //!   role assignments), then `users/delta` and each `groups/delta` link; groups newly assigned
 //!   get their members read and a link of their own. The users whose scope or attributes
