@@ -42,6 +42,8 @@
 //!   CSRF, Privacy Mode, cycles with live progress, provision on demand, deletion review, users,
 //!   provisioning log, outbox, audit trail.
 //! - [`cli`]: the operator commands behind the `essentry-sync` binary.
+//! - [`memory`]: the allocator's side of peak memory (mimalloc returns freed pages at once and
+//!   between a sync cycle's phases); the crate's only `unsafe` code.
 
 pub mod admin;
 pub mod admin_tokens;
@@ -52,6 +54,7 @@ pub mod domain;
 pub mod entra;
 pub mod http;
 pub mod integrations;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod scim;

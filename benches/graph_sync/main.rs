@@ -42,7 +42,8 @@
 //!    as well as the process peak since start (the maximum across resets), which the floor
 //!    checks. The simulator runs in its own process, so the figures are the sync's alone (the
 //!    simulated 100,000-user tenant and its JSON pages weigh about 100 MB more); the process
-//!    uses mimalloc, the allocator of the `essentry-sync` binary.
+//!    uses mimalloc, the allocator of the `essentry-sync` binary, set up as the binary sets it
+//!    ([`memory`](essentry_sync::memory)).
 //!
 //! `--breakdown` then times the parts of one more steady cycle one by one (Graph read, loading
 //! the stored users, plan, describe; nothing applied), with the RSS after each part and the peak
@@ -208,6 +209,8 @@ async fn main() -> ExitCode {
         return sim_process::child_main(users, groups_only).await;
     }
     common::init_tracing();
+    // As the `essentry-sync` binary does at start, so that the memory figures are the service's.
+    essentry_sync::memory::return_freed_promptly();
 
     let opts = match parse_args() {
         Ok(o) => o,

@@ -150,21 +150,50 @@ pub async fn scope_members_where(
     rows.iter().map(member_from_row).collect()
 }
 
-/// Every scope row of the integration.
-pub async fn all_scope_members(
+/// Makes the integration's scope rows exactly `members` (a full read's, one per object id),
+/// writing only the rows that differ: a steady full reconcile writes none. The stored rows are
+/// streamed and compared one by one against `members`, found by binary search when `members` is
+/// sorted by object id (as a full read's are), so that 100,000 rows are never held twice. The
+/// result does not depend on the order: a row not found is deleted and its member rewritten.
+/// Returns the rows written and deleted.
+pub async fn replace_scope_members(
     c: &mut Conn,
     integration: &IntegrationId,
-) -> Result<Vec<ScopeMember>, StoreError> {
+    members: &[ScopeMember],
+) -> Result<(usize, usize), StoreError> {
     use futures::TryStreamExt;
-    let sql = format!("SELECT {MEMBER_COLS} FROM graph_scope WHERE integration_id = $1");
-    let mut rows = sqlx::query(AssertSqlSafe(sql))
-        .bind(integration.as_str())
-        .fetch(&mut *c);
-    let mut out = Vec::new();
-    while let Some(r) = rows.try_next().await.map_err(db_err)? {
-        out.push(member_from_row(&r)?);
+    let mut same = vec![false; members.len()];
+    let mut gone: Vec<String> = Vec::new();
+    {
+        let sql = format!("SELECT {MEMBER_COLS} FROM graph_scope WHERE integration_id = $1");
+        let mut rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(integration.as_str())
+            .fetch(&mut *c);
+        while let Some(r) = rows.try_next().await.map_err(db_err)? {
+            let object_id: &str = r.try_get("object_id").map_err(db_err)?;
+            let Ok(i) = members.binary_search_by(|m| m.object_id.as_str().cmp(object_id)) else {
+                gone.push(object_id.to_owned());
+                continue;
+            };
+            let m = &members[i];
+            let groups: &str = r.try_get("groups").map_err(db_err)?;
+            same[i] = m.direct == r.try_get::<bool, _>("direct").map_err(db_err)?
+                && m.removed == r.try_get::<bool, _>("removed").map_err(db_err)?
+                && m.pending == r.try_get::<bool, _>("pending").map_err(db_err)?
+                && groups
+                    .split_whitespace()
+                    .eq(m.groups.iter().map(String::as_str));
+        }
     }
-    Ok(out)
+    let changed: Vec<&ScopeMember> = members
+        .iter()
+        .zip(&same)
+        .filter(|(_, same)| !**same)
+        .map(|(m, _)| m)
+        .collect();
+    delete_scope_members(c, integration, &gone).await?;
+    put_scope_members(c, integration, &changed).await?;
+    Ok((changed.len(), gone.len()))
 }
 
 /// How many users the scope holds (not removed, assigned directly or through a group).
@@ -186,7 +215,7 @@ pub async fn scope_size(c: &mut Conn, integration: &IntegrationId) -> Result<i64
 pub async fn put_scope_members(
     c: &mut Conn,
     integration: &IntegrationId,
-    members: &[ScopeMember],
+    members: &[&ScopeMember],
 ) -> Result<(), StoreError> {
     for chunk in members.chunks(SCOPE_ROWS) {
         let values: Vec<String> = (0..chunk.len())

@@ -158,7 +158,7 @@ impl Tx {
     pub async fn put_scope_members(
         &mut self,
         integration: &IntegrationId,
-        members: &[ScopeMember],
+        members: &[&ScopeMember],
     ) -> Result<(), StoreError> {
         in_tx!(self, |c, m| m::put_scope_members(c, integration, members)
             .await)
@@ -173,12 +173,20 @@ impl Tx {
             .await)
     }
 
-    /// Every scope row of the integration.
-    pub async fn all_scope_members(
+    /// Makes the integration's scope rows exactly `members` (one per object id; best sorted by
+    /// object id), writing only the rows that differ, without loading the stored rows all at
+    /// once. Returns the rows written and deleted.
+    pub async fn replace_scope_members(
         &mut self,
         integration: &IntegrationId,
-    ) -> Result<Vec<ScopeMember>, StoreError> {
-        in_tx!(self, |c, m| m::all_scope_members(c, integration).await)
+        members: &[ScopeMember],
+    ) -> Result<(usize, usize), StoreError> {
+        in_tx!(self, |c, m| m::replace_scope_members(
+            c,
+            integration,
+            members
+        )
+        .await)
     }
 
     pub async fn clear_scope(&mut self, integration: &IntegrationId) -> Result<(), StoreError> {

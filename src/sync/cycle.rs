@@ -362,6 +362,7 @@ async fn recorded_cycle(
         let started = Instant::now();
         let mut report = CycleReport::new(cycle_id, &integ.row.name, &opts, now);
         cycle_body(env, integ, opts, now, &mut report).await;
+        crate::memory::release_freed();
         report.duration_ms = millis(started.elapsed());
         match &report.error {
             None => tracing::info!(
@@ -618,8 +619,11 @@ async fn cycle_body(
     });
     let plan = plan::plan(&snapshot, &current, &policy);
     drop(current);
+    write.complete(&snapshot, &plan);
     drop(snapshot);
-    write.mark_pending(&plan);
+    // The read, the stored users and the planner's working set are gone: hand their pages back
+    // before the apply (which allocates on other threads, where these pages would sit unused).
+    crate::memory::release_freed();
     report.planned = count(&plan);
     report.changes = describe(&plan, LISTED_CHANGES);
     let total = plan.creates.len()

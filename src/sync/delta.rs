@@ -9,7 +9,8 @@
 //!   incremental plan whose userName conflicts reach too far ([`FullReason::Conflicts`]).
 //! - **Full read.** The links are taken first (`$deltatoken=latest`), then the assignments, one
 //!   `groups/delta` link per [`GROUPS_PER_QUERY`] assigned groups, then the scope as always. The
-//!   scope rows ([`ScopeMember`]) are rewritten from the read.
+//!   scope rows ([`ScopeMember`]) are built from the read once the plan is made
+//!   ([`StateWrite::complete`]); the save writes only those that differ from the stored ones.
 //! - **Incremental read.** The assignments are read again (Graph has no reliable delta for app
 //!   role assignments), then `users/delta` and each `groups/delta` link; groups newly assigned
 //!   get their members read and a link of their own. The users whose scope or attributes
@@ -172,10 +173,12 @@ pub enum StateWrite {
     Nothing,
     /// No delta state (transitive integrations).
     Clear,
-    /// A full read: new links and every scope row.
+    /// A full read: new links and every scope row, sorted by object id (which lets the save
+    /// compare them with the stored ones row by row). The rows are `None` until
+    /// [`complete`](Self::complete) builds them from the snapshot; saving without them fails.
     Full {
         state: DeltaState,
-        members: Vec<ScopeMember>,
+        members: Option<Vec<ScopeMember>>,
     },
     /// An incremental read: advanced links and the changed scope rows.
     Patch {
@@ -198,8 +201,19 @@ fn lifts_later(reason: &SkipReason) -> bool {
 }
 
 impl StateWrite {
-    /// Marks the scope rows of the users `plan` skipped for a reason that may lift.
-    pub fn mark_pending(&mut self, plan: &Plan) {
+    /// Completes the state once the cycle planned: builds a full read's scope rows from its
+    /// snapshot, and marks the scope rows of the users `plan` skipped for a reason that may lift.
+    /// A full read's rows are built here, after the plan and once the stored users are dropped,
+    /// not with the read: the cycle's peak memory is then the plan's (snapshot, stored users and
+    /// the planner's working set), not the plan's plus one row per user in scope.
+    pub fn complete(&mut self, snapshot: &Snapshot, plan: &Plan) {
+        if let Self::Full { members, .. } = self
+            && members.is_none()
+        {
+            let mut rows: Vec<ScopeMember> = snapshot.users().iter().map(member_of).collect();
+            rows.sort_unstable_by(|a, b| a.object_id.cmp(&b.object_id));
+            *members = Some(rows);
+        }
         // A user deprovisioned for being disabled is still in scope: the next cycle plans it
         // again (and logs it as a skip once), as a full read would.
         let pending: HashSet<&str> = plan
@@ -215,7 +229,10 @@ impl StateWrite {
             )
             .collect();
         let rows = match self {
-            Self::Full { members, .. } => members,
+            Self::Full { members, .. } => match members {
+                Some(rows) => rows,
+                None => return,
+            },
             Self::Patch { put, .. } => put,
             Self::Nothing | Self::Clear => return,
         };
@@ -230,26 +247,22 @@ impl StateWrite {
             Self::Nothing => Ok(()),
             Self::Clear => tx.clear_delta_state(integration).await,
             Self::Full { state, members } => {
+                let Some(members) = members else {
+                    // Saving the links without the rows they continue from would make the next
+                    // incremental cycles plan from an empty scope.
+                    return Err(StoreError::Database(
+                        "a full read's scope rows were not built before saving its delta state"
+                            .into(),
+                    ));
+                };
                 // Only the rows that differ: a steady full reconcile rewrites none.
-                let mut old: HashMap<String, ScopeMember> = tx
-                    .all_scope_members(integration)
-                    .await?
-                    .into_iter()
-                    .map(|m| (m.object_id.clone(), m))
-                    .collect();
-                let changed: Vec<ScopeMember> = members
-                    .iter()
-                    .filter(|m| old.remove(&m.object_id).as_ref() != Some(*m))
-                    .cloned()
-                    .collect();
-                let gone: Vec<String> = old.into_keys().collect();
-                tx.delete_scope_members(integration, &gone).await?;
-                tx.put_scope_members(integration, &changed).await?;
+                tx.replace_scope_members(integration, members).await?;
                 tx.put_delta_state(integration, state).await
             }
             Self::Patch { state, put, delete } => {
                 tx.delete_scope_members(integration, delete).await?;
-                tx.put_scope_members(integration, put).await?;
+                let put: Vec<&ScopeMember> = put.iter().collect();
+                tx.put_scope_members(integration, &put).await?;
                 tx.put_delta_state(integration, state).await
             }
         }
@@ -402,6 +415,9 @@ where
         groups: assigned.groups.clone(),
     };
     let read = read(assigned).await?;
+    // What reading left behind (response bodies, their parsed pages) is garbage now: its pages
+    // go back before the stored users are loaded beside the snapshot.
+    crate::memory::release_freed();
     let current = stored_users(&env.store, &integ.row.account_id).await?;
     let summary = ReadSummary {
         assignments: read.assignments,
@@ -413,7 +429,7 @@ where
     let write = match users_link {
         None => StateWrite::Clear,
         Some(users_link) => StateWrite::Full {
-            members: read.snapshot.users().iter().map(member_of).collect(),
+            members: None,
             state: DeltaState {
                 users_link,
                 groups_links,

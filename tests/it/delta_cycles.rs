@@ -3,7 +3,8 @@
 //! unassignments and newly assigned groups (groups/delta and the assignments), a rejected delta
 //! link (410), a truncated delta page, a settings change, the full-reconcile schedule and
 //! `--full`. After each incremental change a full reconcile finds nothing left to do: the
-//! directory equals what a full cycle makes of the same tenant.
+//! directory equals what a full cycle makes of the same tenant. And the store's replacement of
+//! the scope rows by a full read's, which writes only the rows that differ.
 
 use std::collections::BTreeMap;
 
@@ -465,5 +466,49 @@ backend_test! {
         );
         full_agrees(&w, "after the name moved").await;
         w.finish().await;
+    }
+}
+
+backend_test! {
+    async fn a_full_reads_scope_rows_replace_the_stored_ones_writing_only_what_differs(backend) {
+        use essentry_sync::store::delta::ScopeMember;
+        let w = World::new(backend).await;
+        let (store, id) = (w.app.store(), &w.integ.row.id);
+        let row = |n: char, groups: &[&str]| ScopeMember {
+            object_id: format!("00000000-0000-0000-0000-00000000000{n}"),
+            direct: groups.is_empty(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            removed: false,
+            pending: false,
+        };
+        let mut tx = store.begin().await.unwrap();
+        tx.put_scope_members(id, &[&row('a', &[]), &row('b', &["g1"]), &row('c', &[])])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        // Sorted by object id, as a full read's rows are.
+        let new = [row('a', &[]), row('b', &["g1", "g2"]), row('d', &["g2"])];
+        let mut tx = store.begin().await.unwrap();
+        let written = tx.replace_scope_members(id, &new).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(written, (2, 1), "{backend:?}: b and d written, c deleted, a untouched");
+        let ids: Vec<String> = "abcd"
+            .chars()
+            .map(|n| format!("00000000-0000-0000-0000-00000000000{n}"))
+            .collect();
+        let mut stored = store.scope_members(id, &ids).await.unwrap();
+        stored.sort_by(|x, y| x.object_id.cmp(&y.object_id));
+        assert_eq!(stored, new, "{backend:?}");
+        // Out of order, rows are rewritten rather than matched, to the same result.
+        let mut tx = store.begin().await.unwrap();
+        let reversed = [new[2].clone(), new[1].clone(), new[0].clone()];
+        tx.replace_scope_members(id, &reversed).await.unwrap();
+        tx.commit().await.unwrap();
+        stored = store.scope_members(id, &ids).await.unwrap();
+        stored.sort_by(|x, y| x.object_id.cmp(&y.object_id));
+        assert_eq!(stored, new, "{backend:?}");
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(tx.replace_scope_members(id, &new).await.unwrap(), (0, 0));
+        tx.commit().await.unwrap();
     }
 }

@@ -101,7 +101,7 @@ fn only_skips_another_change_can_lift_are_pending() {
         put: vec![member(1), member(2), member(3)],
         delete: Vec::new(),
     };
-    write.mark_pending(&plan);
+    write.complete(&Snapshot::complete(Vec::new()), &plan);
     let StateWrite::Patch { put, .. } = write else {
         unreachable!()
     };
