@@ -32,7 +32,6 @@ fn init_tracing(settings: &Settings) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    essentry_sync::memory::return_freed_promptly();
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,

@@ -197,11 +197,13 @@ pub struct Fingerprint {
 }
 
 /// The bench's own check between cycles, not part of the service: it reads every stored user
-/// (with its resource) and hands the memory back when done, as a cycle does, so that the next
+/// (with its resource) and hands the memory back as it goes and when done, as a cycle does, so that the next
 /// cycle's figures do not carry it (it left 60–70 MB resident under every later cycle).
 async fn fingerprint(store: &Store, account: &AccountId) -> Result<Fingerprint> {
+    let prompt = essentry_sync::memory::PromptRelease::hold();
     let f = fingerprint_pages(store, account).await;
     essentry_sync::memory::release_freed();
+    drop(prompt);
     f
 }
 

@@ -209,8 +209,6 @@ async fn main() -> ExitCode {
         return sim_process::child_main(users, groups_only).await;
     }
     common::init_tracing();
-    // As the `essentry-sync` binary does at start, so that the memory figures are the service's.
-    essentry_sync::memory::return_freed_promptly();
 
     let opts = match parse_args() {
         Ok(o) => o,

@@ -25,7 +25,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use super::{StoreError, db_err};
 
 /// Pages in the log (4 KiB each) after which the writer checkpoints in its own commit.
-pub(crate) const WRITER_AUTOCHECKPOINT: u32 = 16_000;
+pub(crate) const WRITER_AUTOCHECKPOINT: u32 = 4_000;
 
 /// How long the checkpointer lets commits gather after the first one before it copies them.
 pub(crate) const GATHER: Duration = Duration::from_millis(50);

@@ -361,8 +361,10 @@ async fn recorded_cycle(
         tracing::info!("sync cycle started");
         let started = Instant::now();
         let mut report = CycleReport::new(cycle_id, &integ.row.name, &opts, now);
+        let prompt = crate::memory::PromptRelease::hold();
         cycle_body(env, integ, opts, now, &mut report).await;
         crate::memory::release_freed();
+        drop(prompt);
         report.duration_ms = millis(started.elapsed());
         match &report.error {
             None => tracing::info!(
