@@ -82,6 +82,17 @@ backend_test! {
     }
 }
 
+/// Who acts in the writes these tests run through a `GroupCommit` directly: a SCIM client.
+fn scim_context(app: &TestApp) -> OpContext {
+    OpContext {
+        account: app.account.clone(),
+        source: Source::Scim,
+        integration_id: None,
+        cycle_id: None,
+        now: t0(),
+    }
+}
+
 backend_test! {
     /// Writes run through one `GroupCommit` concurrently; every third fails after it wrote its
     /// user and log row. The failed ones keep nothing (their savepoint is rolled back), every
@@ -89,13 +100,7 @@ backend_test! {
     multi_thread async fn a_failed_write_in_a_shared_transaction_keeps_nothing(backend) {
         let app = TestApp::spawn(backend).await;
         let gc = GroupCommit::new(app.store().clone(), 16);
-        let ctx = OpContext {
-            account: app.account.clone(),
-            source: Source::Scim,
-            integration_id: None,
-            cycle_id: None,
-            now: t0(),
-        };
+        let ctx = scim_context(&app);
         let mut tasks = Vec::new();
         for i in 0..30 {
             let (gc, ctx) = (gc.clone(), ctx.clone());
@@ -147,13 +152,7 @@ backend_test! {
     multi_thread async fn dropped_writes_keep_nothing_half_done_and_undo_no_other(backend) {
         let app = TestApp::spawn(backend).await;
         let gc = GroupCommit::new(app.store().clone(), 16);
-        let ctx = OpContext {
-            account: app.account.clone(),
-            source: Source::Scim,
-            integration_id: None,
-            cycle_id: None,
-            now: t0(),
-        };
+        let ctx = scim_context(&app);
         let create = |i: usize| {
             let (gc, ctx) = (gc.clone(), ctx.clone());
             async move {
