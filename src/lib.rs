@@ -18,8 +18,8 @@
 //! - [`store`]: sqlx storage, SQLite (embedded default) and PostgreSQL, one SQL source for both
 //!   (including each Graph integration's delta links and scope rows); group commit (concurrent
 //!   writes share a transaction, a savepoint each), combined user writes (one SQLite round trip
-//!   each), background WAL checkpoints, and the integrations' epoch that token caches are
-//!   checked against.
+//!   each), background WAL checkpoints, indexed point reads on the caller's thread (SQLite,
+//!   through rusqlite), and the integrations' epoch that token caches are checked against.
 //! - [`scim`]: the SCIM 2.0 push endpoint (RFC 7643/7644): router, bearer-token auth with a
 //!   cache of token lookups, filter, PATCH, errors, and the write skeleton with the request-cost
 //!   limits.

@@ -144,7 +144,9 @@ impl OpContext {
     /// A log entry for this context, to be completed by the caller.
     pub fn log_entry(&self, action: LogAction, status: LogStatus) -> LogEntry {
         LogEntry {
-            id: uuid::Uuid::new_v4().to_string(),
+            // Time-ordered (v7), like the ids of `ids.rs`: the log's unique index on it grows
+            // at its end.
+            id: uuid::Uuid::now_v7().to_string(),
             account_id: self.account.clone(),
             integration_id: self.integration_id.clone(),
             cycle_id: self.cycle_id.clone(),
@@ -529,7 +531,7 @@ pub async fn deprovision_user<T: DirectoryTx>(
         appointment.cancelled_at = Some(ctx.now);
         appointment.cancel_reason = Some(why.clone());
         queued.extend(notice::cancellation_messages(&appointment, ctx.now, || {
-            uuid::Uuid::new_v4().to_string()
+            uuid::Uuid::now_v7().to_string()
         }));
         cancelled.push(appointment);
     }

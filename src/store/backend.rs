@@ -27,7 +27,7 @@ pub(super) type DbRow = <Db as Database>::Row;
 /// How many ids one `IN (...)` list or multi-row `VALUES` carries.
 pub(super) const CHUNK: usize = 500;
 
-pub(super) const USER_COLS: &str = "u.id, u.account_id, u.user_name, u.given_name, u.family_name, \
+pub(in crate::store) const USER_COLS: &str = "u.id, u.account_id, u.user_name, u.given_name, u.family_name, \
     u.display_name, u.external_id, u.active, u.entra_object_id, u.source, u.resource, \
     u.version, u.created_at, u.updated_at, u.managed_by";
 
@@ -48,7 +48,7 @@ pub(super) fn bind_params<'q>(
     q
 }
 
-pub(super) fn parse_resource(text: &str) -> Result<Map<String, Value>, StoreError> {
+pub(in crate::store) fn parse_resource(text: &str) -> Result<Map<String, Value>, StoreError> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(corrupt("resource is not a JSON object")),
@@ -429,6 +429,31 @@ pub(super) fn where_sql(w: Option<&Where>) -> String {
     w.map(|w| format!(" AND {}", w.sql)).unwrap_or_default()
 }
 
+/// The query of one page of `SELECT {cols} FROM {from}` rows of the account `$1` in creation
+/// order (`alias.seq`), with `filter` parameters numbered from `$2` (also run by the point
+/// readers of `point_read.rs`).
+pub(in crate::store) fn page_sql(
+    (cols, from, alias): (&str, &str, &str),
+    filter: Option<&Where>,
+    offset: i64,
+    limit: i64,
+) -> String {
+    format!(
+        "SELECT {cols} FROM {from} WHERE {alias}.account_id = $1{} ORDER BY {alias}.seq LIMIT {} OFFSET {}",
+        where_sql(filter),
+        limit.max(0),
+        offset.max(0)
+    )
+}
+
+/// The query counting the rows of `from` of the account `$1` that match `filter`.
+pub(in crate::store) fn count_sql((from, alias): (&str, &str), filter: Option<&Where>) -> String {
+    format!(
+        "SELECT COUNT(*) AS n FROM {from} WHERE {alias}.account_id = $1{}",
+        where_sql(filter)
+    )
+}
+
 /// One page of `SELECT {cols} FROM {from}` rows of `account` in creation order (`alias.seq`),
 /// with `filter` parameters numbered from `$2`.
 async fn fetch_page(
@@ -439,12 +464,7 @@ async fn fetch_page(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<DbRow>, StoreError> {
-    let sql = format!(
-        "SELECT {cols} FROM {from} WHERE {alias}.account_id = $1{} ORDER BY {alias}.seq LIMIT {} OFFSET {}",
-        where_sql(filter),
-        limit.max(0),
-        offset.max(0)
-    );
+    let sql = page_sql((cols, from, alias), filter, offset, limit);
     let q = sqlx::query(AssertSqlSafe(sql)).bind(account.as_str());
     let q = bind_params(q, filter.map(|w| w.params.as_slice()).unwrap_or(&[]));
     q.fetch_all(&mut *c).await.map_err(db_err)
@@ -457,10 +477,7 @@ async fn count_matching(
     account: &AccountId,
     filter: Option<&Where>,
 ) -> Result<i64, StoreError> {
-    let sql = format!(
-        "SELECT COUNT(*) AS n FROM {from} WHERE {alias}.account_id = $1{}",
-        where_sql(filter)
-    );
+    let sql = count_sql((from, alias), filter);
     let q = sqlx::query(AssertSqlSafe(sql)).bind(account.as_str());
     let q = bind_params(q, filter.map(|w| w.params.as_slice()).unwrap_or(&[]));
     let row = q.fetch_one(&mut *c).await.map_err(db_err)?;

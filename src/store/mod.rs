@@ -13,6 +13,7 @@
 //! portably, and no `query!` macros, which would need a live database or committed offline data
 //! at build time. [`Store`] and [`Tx`] pick the backend at run time and forward to it. The records
 //! live in `rows.rs`; `lock.rs` holds the cross-process locks (cycles, one `serve` per SQLite);
+//! `point_read.rs` runs SQLite's indexed point reads on the caller's thread;
 //! `group_commit.rs` lets concurrent writes share one transaction (a savepoint each, kept in
 //! `savepoint.rs`); `combined.rs` sends a user's create or update with its log and email rows to
 //! SQLite as one multi-statement query; `wal.rs` checkpoints SQLite's write-ahead log in the
@@ -68,6 +69,7 @@ mod auth_epoch;
 mod combined;
 mod group_commit;
 pub mod lock;
+mod point_read;
 mod postgres;
 mod rows;
 mod savepoint;
@@ -274,6 +276,11 @@ impl Store {
         account: &AccountId,
         id: &UserId,
     ) -> Result<Option<UserRecord>, StoreError> {
+        if let Self::Sqlite(s) = self
+            && let Some(found) = s.point.user_by_id(account, id)
+        {
+            return found;
+        }
         read!(self, |c, m| m::user_by_id(c, account, id, false).await)
     }
 
@@ -282,6 +289,11 @@ impl Store {
         account: &AccountId,
         name: &UserName,
     ) -> Result<Option<UserRecord>, StoreError> {
+        if let Self::Sqlite(s) = self
+            && let Some(found) = s.point.user_by_name(account, name)
+        {
+            return found;
+        }
         read!(self, |c, m| m::user_by_name(c, account, name).await)
     }
 
@@ -333,6 +345,11 @@ impl Store {
         limit: i64,
         with_total: bool,
     ) -> Result<(Vec<UserRecord>, Option<i64>), StoreError> {
+        if let (Self::Sqlite(s), Some(w)) = (self, filter)
+            && let Some(found) = s.point.users_where(account, w, offset, limit, with_total)
+        {
+            return found;
+        }
         read!(self, |c, m| {
             let rows = m::list_users(c, account, filter, offset, limit).await?;
             let total = if with_total {

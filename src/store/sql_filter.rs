@@ -20,6 +20,37 @@ pub enum Param {
 pub struct Where {
     pub sql: String,
     pub params: Vec<Param>,
+    /// The filter is one `eq` comparison of a string with a column that an index of its table
+    /// leads with (after the account): it matches a handful of rows found without a scan, and may
+    /// be run as a point read on the caller's thread (`point_read.rs`).
+    pub point: bool,
+}
+
+/// The columns that a unique index or an index leading with `account_id` then the column
+/// serves (the schema of `migrations/`).
+const POINT_COLUMNS: [&str; 6] = [
+    "u.id",
+    "u.user_name_lower",
+    "u.external_id",
+    "u.entra_object_id",
+    "g.id",
+    "g.display_name_lower",
+];
+
+/// Whether `filter` is a point look-up (see [`Where::point`]).
+fn is_point(filter: &Filter, target: Target) -> bool {
+    let Filter::Compare {
+        path,
+        op: CompareOp::Eq,
+        value: CompValue::String(_),
+    } = filter
+    else {
+        return false;
+    };
+    matches!(
+        resolve(target, path),
+        Ok(Attr::Column(Column { expr, .. })) if POINT_COLUMNS.contains(&expr)
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,6 +406,7 @@ pub fn translate(
     Ok(Where {
         sql,
         params: b.params,
+        point: is_point(filter, target),
     })
 }
 
@@ -384,6 +416,7 @@ pub fn entra_object_id_eq(oid: &str) -> Where {
     Where {
         sql: "u.entra_object_id = $2".to_owned(),
         params: vec![Param::Text(oid.to_ascii_lowercase())],
+        point: true,
     }
 }
 
@@ -401,6 +434,30 @@ mod tests {
         let w = user(r#"userName eq "Ann@Contoso.com""#).unwrap();
         assert_eq!(w.sql, "(u.user_name_lower = $2)");
         assert_eq!(w.params, vec![Param::Text("ann@contoso.com".into())]);
+        assert!(w.point);
+    }
+
+    #[test]
+    fn only_one_indexed_string_equality_is_a_point_lookup() {
+        for f in [
+            r#"id eq "2819c223-7f76-453a-919d-413861904646""#,
+            r#"externalId eq "x1""#,
+            r#"USERNAME eq "a@b.c""#,
+        ] {
+            assert!(user(f).unwrap().point, "{f}");
+        }
+        for f in [
+            r#"userName co "a""#,
+            r#"userName eq "a@b.c" or userName eq "d@e.f""#,
+            r#"not (userName eq "a@b.c")"#,
+            r#"displayName eq "Ann""#,
+            r#"name.givenName eq "Ann""#,
+            r#"emails.value eq "a@b.c""#,
+            "active eq true",
+            "externalId eq null",
+        ] {
+            assert!(!user(f).unwrap().point, "{f}");
+        }
     }
 
     #[test]

@@ -167,6 +167,8 @@ pub struct SqliteStore {
     pub(crate) local_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Copies the write-ahead log back into the database after commits (`wal.rs`).
     pub(crate) checkpoints: std::sync::Arc<super::wal::Checkpointer>,
+    /// Indexed point reads on the caller's thread (`point_read.rs`).
+    pub(crate) point: std::sync::Arc<super::point_read::PointReaders>,
 }
 
 impl SqliteStore {
@@ -206,12 +208,20 @@ impl SqliteStore {
             .map_err(|e| StoreError::Database(Box::new(e)))?;
         let checkpoints = std::sync::Arc::new(super::wal::Checkpointer::start(&base).await?);
         let read = std::sync::Arc::new(Readers::open(&base.read_only(true), readers).await?);
+        // One point connection per thread that can run async tasks at once: a point read
+        // never waits for a connection, so more would sit idle.
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let point = std::sync::Arc::new(super::point_read::PointReaders::open(
+            path,
+            threads.clamp(2, 8),
+        )?);
         Ok(Self {
             read,
             write,
             path: path.to_path_buf(),
             local_epoch: Default::default(),
             checkpoints,
+            point,
         })
     }
 

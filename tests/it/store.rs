@@ -427,3 +427,61 @@ backend_test! {
         ts.cleanup().await;
     }
 }
+
+backend_test! {
+    async fn point_lookups_answer_as_the_scanning_queries_do(backend) {
+        // On SQLite, a user by id or userName and a filter of one indexed equality are read on
+        // the caller's thread (`point_read.rs`); a compound filter goes through sqlx's readers.
+        // Both must give the same records, paging and totals, and keep accounts apart.
+        let ts = TestStore::new(backend).await;
+        let store = &ts.store;
+        let account = store.ensure_account("acme", t0()).await.unwrap();
+        let other = store.ensure_account("globex", t0()).await.unwrap();
+        let ctx = OpContext {
+            account: account.clone(),
+            source: Source::Cli,
+            integration_id: None,
+            cycle_id: None,
+            now: t0(),
+        };
+        let mut tx = store.begin().await.unwrap();
+        let ann = directory::create_user(&mut tx, &ctx, user("Ann@Contoso.com", "Ann", Some("x-1")))
+            .await
+            .unwrap();
+        directory::create_user(&mut tx, &ctx, user("bob@contoso.com", "Bob", Some("x-2")))
+            .await
+            .unwrap();
+        let octx = OpContext { account: other.clone(), ..ctx.clone() };
+        directory::create_user(&mut tx, &octx, user("ann@contoso.com", "Other", Some("x-1")))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let list = async |f: &str, offset: i64, limit: i64| {
+            let filter = parse_filter(f).unwrap();
+            store
+                .list_users(&account, Some(&filter), offset, limit, true)
+                .await
+                .unwrap()
+        };
+        let scanned = list(r#"userName eq "ANN@contoso.com" and active eq true"#, 0, 10).await;
+        assert_eq!(scanned, (vec![ann.clone()], Some(1)), "{backend:?}");
+        for point in [
+            r#"userName eq "ANN@contoso.com""#.to_owned(),
+            r#"externalId eq "x-1""#.to_owned(),
+            format!(r#"id eq "{}""#, ann.id),
+        ] {
+            assert_eq!(list(&point, 0, 10).await, scanned, "{backend:?}: {point}");
+            assert_eq!(list(&point, 1, 10).await, (vec![], Some(1)), "{backend:?}: {point} past the end");
+            assert_eq!(list(&point, 0, 0).await, (vec![], Some(1)), "{backend:?}: {point} count only");
+        }
+        assert_eq!(list(r#"externalId eq "nobody""#, 0, 10).await, (vec![], Some(0)));
+        let by_name = store
+            .user_by_name(&account, &UserName::parse("ann@CONTOSO.com").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(by_name.as_ref(), Some(&ann), "{backend:?}");
+        let by_id = store.user_by_id(&other, &ann.id).await.unwrap();
+        assert_eq!(by_id, None, "{backend:?}: another account's id is not found");
+    }
+}
