@@ -216,33 +216,83 @@ fn one_user(
     }
 }
 
+/// The position of each column in [`USER_COLS`] (checked by a test): columns are read by
+/// position, since a look-up by name compares every column's name.
+mod col {
+    #[cfg(test)]
+    pub const NAMES: [&str; 15] = [
+        "id",
+        "account_id",
+        "user_name",
+        "given_name",
+        "family_name",
+        "display_name",
+        "external_id",
+        "active",
+        "entra_object_id",
+        "source",
+        "resource",
+        "version",
+        "created_at",
+        "updated_at",
+        "managed_by",
+    ];
+    pub const ID: usize = 0;
+    pub const ACCOUNT_ID: usize = 1;
+    pub const USER_NAME: usize = 2;
+    pub const GIVEN_NAME: usize = 3;
+    pub const FAMILY_NAME: usize = 4;
+    pub const DISPLAY_NAME: usize = 5;
+    pub const EXTERNAL_ID: usize = 6;
+    pub const ACTIVE: usize = 7;
+    pub const ENTRA_OBJECT_ID: usize = 8;
+    pub const SOURCE: usize = 9;
+    pub const RESOURCE: usize = 10;
+    pub const VERSION: usize = 11;
+    pub const CREATED_AT: usize = 12;
+    pub const UPDATED_AT: usize = 13;
+    pub const MANAGED_BY: usize = 14;
+}
+
+/// A timestamp as sqlx writes it (RFC 3339), or any other form rusqlite reads.
+fn time(row: &Row<'_>, i: usize) -> Result<DateTime<Utc>, Failure> {
+    if let rusqlite::types::ValueRef::Text(t) = row.get_ref(i)?
+        && let Some(at) = std::str::from_utf8(t)
+            .ok()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+    {
+        return Ok(at.with_timezone(&Utc));
+    }
+    Ok(row.get(i)?)
+}
+
 /// A user row of [`USER_COLS`], decoded as `backend::user_from_row` decodes sqlx's.
 fn user_from(row: &Row<'_>) -> Result<UserRecord, Failure> {
-    let user_name: String = row.get("user_name")?;
-    let resource: String = row.get("resource")?;
-    let source: String = row.get("source")?;
+    let user_name: String = row.get(col::USER_NAME)?;
+    let resource: String = row.get(col::RESOURCE)?;
+    let source: String = row.get(col::SOURCE)?;
     Ok(UserRecord {
-        id: UserId::from_trusted(row.get("id")?),
-        account_id: AccountId::from_trusted(row.get("account_id")?),
+        id: UserId::from_trusted(row.get(col::ID)?),
+        account_id: AccountId::from_trusted(row.get(col::ACCOUNT_ID)?),
         attrs: DirectoryUser {
             user_name: UserName::parse(&user_name).map_err(|_| corrupt("stored userName"))?,
-            given_name: row.get("given_name")?,
-            family_name: row.get("family_name")?,
-            display_name: row.get("display_name")?,
-            external_id: row.get("external_id")?,
-            active: row.get("active")?,
+            given_name: row.get(col::GIVEN_NAME)?,
+            family_name: row.get(col::FAMILY_NAME)?,
+            display_name: row.get(col::DISPLAY_NAME)?,
+            external_id: row.get(col::EXTERNAL_ID)?,
+            active: row.get(col::ACTIVE)?,
             entra_object_id: row
-                .get::<_, Option<String>>("entra_object_id")?
+                .get::<_, Option<String>>(col::ENTRA_OBJECT_ID)?
                 .map(EntraObjectId::from_trusted),
             resource: parse_resource(&resource)?,
         },
         source: Source::parse(&source).ok_or_else(|| corrupt("user source"))?,
         managed_by: row
-            .get::<_, Option<String>>("managed_by")?
+            .get::<_, Option<String>>(col::MANAGED_BY)?
             .map(IntegrationId::from_trusted),
-        version: row.get("version")?,
-        created_at: row.get::<_, DateTime<Utc>>("created_at")?,
-        updated_at: row.get::<_, DateTime<Utc>>("updated_at")?,
+        version: row.get(col::VERSION)?,
+        created_at: time(row, col::CREATED_AT)?,
+        updated_at: time(row, col::UPDATED_AT)?,
     })
 }
 
@@ -264,6 +314,34 @@ mod tests {
 
     fn seven(c: &Connection) -> Result<i64, Failure> {
         Ok(c.query_row("SELECT x FROM t", [], |r| r.get(0))?)
+    }
+
+    #[test]
+    fn user_columns_are_read_at_their_positions() {
+        let names: Vec<&str> = USER_COLS
+            .split(',')
+            .map(|c| c.trim().trim_start_matches("u."))
+            .collect();
+        assert_eq!(names, col::NAMES);
+        for (i, name) in [
+            (col::ID, "id"),
+            (col::ACCOUNT_ID, "account_id"),
+            (col::USER_NAME, "user_name"),
+            (col::GIVEN_NAME, "given_name"),
+            (col::FAMILY_NAME, "family_name"),
+            (col::DISPLAY_NAME, "display_name"),
+            (col::EXTERNAL_ID, "external_id"),
+            (col::ACTIVE, "active"),
+            (col::ENTRA_OBJECT_ID, "entra_object_id"),
+            (col::SOURCE, "source"),
+            (col::RESOURCE, "resource"),
+            (col::VERSION, "version"),
+            (col::CREATED_AT, "created_at"),
+            (col::UPDATED_AT, "updated_at"),
+            (col::MANAGED_BY, "managed_by"),
+        ] {
+            assert_eq!(col::NAMES[i], name);
+        }
     }
 
     #[test]
