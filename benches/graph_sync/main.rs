@@ -5,12 +5,13 @@
 //! Run it (release build) with:
 //!
 //! ```text
-//! cargo bench --bench graph_sync -- [--users N] [--postgres] [--breakdown] [--keep]
+//! cargo bench --bench graph_sync -- [--users N] [--postgres | --backend sqlite|postgres|both] [--breakdown] [--keep]
 //! ```
 //!
 //! Defaults: `--users 100000`, SQLite only. `--groups-only 200` builds the second tenant shape:
-//! every user assigned through 200 groups, none directly. `--postgres` also runs the same cycles on
-//! PostgreSQL at `postgres://postgres@127.0.0.1:5432/test` (override with
+//! every user assigned through 200 groups, none directly. `--postgres` (the same as `--backend
+//! both`) also runs the same cycles on PostgreSQL, after SQLite; `--backend postgres` runs them on
+//! PostgreSQL only. PostgreSQL is reached at `postgres://postgres@127.0.0.1:5432/test` (override with
 //! `ESSENTRY_BENCH_POSTGRES_URL`), in a fresh schema `bench_graph_<random>` that is dropped at
 //! the end.
 //!
@@ -96,7 +97,7 @@ pub struct Options {
 }
 
 const USAGE: &str = "usage: cargo bench --bench graph_sync -- [--users 100000] [--postgres] \
-                     [--groups-only 200] [--breakdown] [--keep]";
+                     [--backend sqlite|postgres|both] [--groups-only 200] [--breakdown] [--keep]";
 
 fn parse_args() -> Result<Options> {
     let mut opts = Options {
@@ -129,6 +130,17 @@ fn parse_args() -> Result<Options> {
                 if !opts.backends.contains(&Backend::Postgres) {
                     opts.backends.push(Backend::Postgres);
                 }
+            }
+            "--backend" => {
+                let v = inline
+                    .or_else(|| args.next())
+                    .ok_or_else(|| anyhow!("--backend needs a value\n{USAGE}"))?;
+                opts.backends = match v.as_str() {
+                    "sqlite" => vec![Backend::Sqlite],
+                    "postgres" => vec![Backend::Postgres],
+                    "both" => vec![Backend::Sqlite, Backend::Postgres],
+                    other => bail!("unknown backend {other:?}\n{USAGE}"),
+                };
             }
             "--breakdown" => opts.breakdown = true,
             "--groups-only" => {

@@ -498,6 +498,20 @@ impl Store {
         read!(self, |c, m| m::migration_problems(c).await)
     }
 
+    /// After a write that changed a large part of the directory (a first sync of a tenant), brings
+    /// the database's planner statistics up to date for the tables a sync writes, so that the
+    /// cycles right after it do not plan their reads from the statistics of the tables as they
+    /// were before (empty). PostgreSQL only (`ANALYZE` of the users, their emails, the provisioning
+    /// log and the Graph scope rows, waiting at most 5 s for a table that autovacuum is analyzing
+    /// already); SQLite plans these lookups from its indexes alone, and the answer there is
+    /// `false`, nothing done.
+    pub async fn refresh_planner_statistics(&self) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(_) => Ok(false),
+            Self::Postgres(s) => s.analyze_sync_tables().await.map(|()| true),
+        }
+    }
+
     /// Runs a raw statement (tests use it to install failure triggers). Not for request data.
     pub async fn execute_raw(&self, sql: &'static str) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;

@@ -45,7 +45,22 @@ impl ApplyReport {
         users_changed(source, UserAction::Updated, self.updated);
         users_changed(source, UserAction::Deleted, self.deprovisioned);
     }
+
+    /// Whether the apply rewrote enough of the directory for the database's planner statistics
+    /// to be out of date: at least [`STATISTICS_MIN_WRITES`] users created, updated or
+    /// deprovisioned, and at least a tenth of the `users_in_scope` of the integration (a
+    /// tenant's first sync, a mass rename). The scope, not the users the cycle compared: an
+    /// incremental cycle compares only the users Graph reported changed. The cycle then
+    /// refreshes the statistics ([`Store::refresh_planner_statistics`]).
+    pub fn rewrote_much(&self, users_in_scope: usize) -> bool {
+        let written = self.created + self.updated + self.deprovisioned;
+        written >= STATISTICS_MIN_WRITES && written.saturating_mul(10) >= users_in_scope
+    }
 }
+
+/// The fewest user writes of one apply after which [`ApplyReport::rewrote_much`] can hold: below
+/// it a table's statistics cannot be far off, whatever its size.
+pub const STATISTICS_MIN_WRITES: usize = 1_000;
 
 /// One appointment a deprovisioning cancelled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -130,14 +145,22 @@ pub async fn apply_in(
         // The planner may have worked from stored users read without their resource (the
         // sync's light read); lay the mapped attributes over the resource as stored now, so
         // attributes pushed over SCIM (emails, extensions) are kept.
+        // The user read here is the one updated: one read per update, not a second one inside
+        // the update (each is a round trip to the database).
+        let started = Instant::now();
         let stored = tx
             .user_by_id(&ctx.account, &u.user_id)
             .await?
             .ok_or_else(|| DirectoryError::UserNotFound(u.user_id.to_string()))?;
+        if stored.version != u.expected_version {
+            return Err(DirectoryError::VersionMismatch {
+                expected: u.expected_version,
+                actual: stored.version,
+            });
+        }
         let mut desired = u.desired.clone();
         desired.resource = overlay(&stored.attrs.resource, &desired);
-        match directory::update_user(tx, ctx, &u.user_id, desired, Some(u.expected_version)).await?
-        {
+        match directory::update_read_user(tx, ctx, stored, desired, started).await? {
             UpdateOutcome::Updated { .. } => report.updated += 1,
             UpdateOutcome::Unchanged(_) => report.unchanged += 1,
             UpdateOutcome::Deprovisioned(done) => record(&mut report, &done),
@@ -184,4 +207,39 @@ pub async fn apply_in(
         tx.write_log(&entry).await?;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applied(created: usize, updated: usize, deprovisioned: usize, in_scope: usize) -> bool {
+        ApplyReport {
+            created,
+            updated,
+            deprovisioned,
+            ..ApplyReport::default()
+        }
+        .rewrote_much(in_scope)
+    }
+
+    #[test]
+    fn much_is_a_thousand_writes_and_a_tenth_of_the_scope() {
+        // A tenant's first sync.
+        assert!(applied(100_000, 0, 0, 100_000));
+        assert!(applied(STATISTICS_MIN_WRITES, 0, 0, STATISTICS_MIN_WRITES));
+        assert!(!applied(
+            STATISTICS_MIN_WRITES - 1,
+            0,
+            0,
+            STATISTICS_MIN_WRITES - 1
+        ));
+        // 1 % renamed and 0.5 % deprovisioned of 100,000 (an incremental cycle, which compared
+        // only those): not enough.
+        assert!(!applied(0, 1_000, 450, 99_550));
+        // A tenth of the scope, however it was written.
+        assert!(applied(2_000, 5_000, 3_000, 100_000));
+        assert!(!applied(2_000, 5_000, 2_999, 100_000));
+        assert!(!applied(0, 0, 0, 100_000));
+    }
 }

@@ -306,6 +306,28 @@ impl TestApp {
         }
     }
 
+    /// How many times `ANALYZE` ran on `table` in this app's PostgreSQL schema by a statement
+    /// (not by autovacuum, which `pg_stat_user_tables` counts apart); `None` on SQLite.
+    pub async fn manual_analyzes(&self, table: &str) -> Option<i64> {
+        use sqlx::Connection;
+        let schema = self
+            .schema
+            .as_deref()
+            .filter(|_| self.backend == Backend::Postgres)?;
+        let mut conn = sqlx::PgConnection::connect(&postgres_url())
+            .await
+            .expect("connect to PostgreSQL");
+        let n: i64 = sqlx::query_scalar(
+            "SELECT analyze_count FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = $2",
+        )
+        .bind(schema)
+        .bind(table)
+        .fetch_one(&mut conn)
+        .await
+        .expect("read pg_stat_user_tables");
+        Some(n)
+    }
+
     /// The app's temporary directory (the SQLite file and the secrets key live there).
     pub fn dir(&self) -> &std::path::Path {
         self._dir.path()

@@ -1072,3 +1072,44 @@ backend_test! {
         w.finish().await;
     }
 }
+
+backend_test! {
+    /// A cycle that writes much of the directory (here a tenant's first sync) refreshes the
+    /// database's planner statistics of the tables it wrote (`ANALYZE` on PostgreSQL, counted
+    /// apart from autovacuum's), so the cycles after it do not read 100,000 fresh rows with plans
+    /// made for empty tables; a cycle that changes a few users leaves them to autovacuum.
+    async fn a_sync_that_rewrites_much_of_the_directory_refreshes_planner_statistics(backend) {
+        use essentry_sync::entra::simulator::large_tenant;
+        use essentry_sync::sync::apply::STATISTICS_MIN_WRITES;
+        let w = World::with_tenant(backend, large_tenant(STATISTICS_MIN_WRITES), |_| {}).await;
+        let tables = ["users", "user_emails", "provisioning_log", "graph_scope"];
+        for table in tables {
+            let before = w.app.manual_analyzes(table).await;
+            assert!(matches!(before, None | Some(0)), "{backend:?} {table}: {before:?}");
+        }
+        let first = ok(w.cycle().await, "first");
+        assert_eq!(first.applied.as_ref().map(|a| a.created), Some(STATISTICS_MIN_WRITES));
+        let expected = match backend {
+            crate::support::Backend::Postgres => Some(1),
+            crate::support::Backend::Sqlite => None,
+        };
+        for table in tables {
+            assert_eq!(w.app.manual_analyzes(table).await, expected, "{backend:?} {table}");
+        }
+
+        // Ten renames of a thousand users: below the threshold.
+        let renamed: Vec<String> = w.sim.with_tenant(|t| t.users().take(10).map(|u| u.id.clone()).collect());
+        w.sim.with_tenant(|t| {
+            for id in &renamed {
+                assert!(t.update_user(id, |u| u.given_name = Some("Renamed".to_owned())));
+            }
+        });
+        w.advance_minutes(5);
+        let second = ok(w.cycle().await, "renames");
+        assert_eq!(second.applied.as_ref().map(|a| a.updated), Some(10), "{backend:?}");
+        for table in tables {
+            assert_eq!(w.app.manual_analyzes(table).await, expected, "{backend:?} {table}");
+        }
+        w.finish().await;
+    }
+}

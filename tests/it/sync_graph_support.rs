@@ -10,7 +10,7 @@ use chrono::TimeDelta;
 use essentry_sync::config::SyncSettings;
 use essentry_sync::domain::DeletionThreshold;
 use essentry_sync::domain::{Clock, UserName, UserRecord};
-use essentry_sync::entra::simulator::{SAMPLE_CLIENT_SECRET, Simulator, sample_tenant};
+use essentry_sync::entra::simulator::{SAMPLE_CLIENT_SECRET, Simulator, Tenant, sample_tenant};
 use essentry_sync::integrations::{self, GraphIntegration, GraphSettings};
 use essentry_sync::secrets::{Secret, SecretKey};
 use essentry_sync::store::{CycleRow, LogQuery, LogRow};
@@ -89,8 +89,17 @@ impl World {
 
     /// A world whose Graph integration settings `tweak` adjusts (mapping, threshold, ...).
     pub async fn with(backend: Backend, tweak: impl FnOnce(&mut GraphSettings)) -> Self {
+        Self::with_tenant(backend, sample_tenant(), tweak).await
+    }
+
+    /// A world whose simulator serves `tenant` instead of the sample tenant.
+    pub async fn with_tenant(
+        backend: Backend,
+        tenant: Tenant,
+        tweak: impl FnOnce(&mut GraphSettings),
+    ) -> Self {
         let app = TestApp::spawn(backend).await;
-        let sim = Simulator::start(sample_tenant())
+        let sim = Simulator::start(tenant)
             .await
             .expect("the Graph simulator starts");
         let mut settings = crate::support::sample_graph_settings(&sim);
