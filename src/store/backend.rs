@@ -291,35 +291,8 @@ pub async fn user_by_name(
     row.as_ref().map(user_from_row).transpose()
 }
 
-// On SQLite, user rows are written by the combined writes of `combined.rs`: the three functions
-// below serve PostgreSQL (they are compiled for both backends like the rest of this file).
-#[allow(dead_code)]
-async fn write_emails(c: &mut Conn, user: &UserRecord, replace: bool) -> Result<(), StoreError> {
-    if replace {
-        sqlx::query("DELETE FROM user_emails WHERE user_id = $1")
-            .bind(user.id.as_str())
-            .execute(&mut *c)
-            .await
-            .map_err(db_err)?;
-    }
-    for (i, e) in user.attrs.emails().iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO user_emails (user_id, position, type, type_lower, value, value_lower, \
-             is_primary) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(user.id.as_str())
-        .bind(i64::try_from(i).unwrap_or(i64::MAX))
-        .bind(e.kind.as_deref())
-        .bind(folded(&e.kind))
-        .bind(e.value.as_deref())
-        .bind(folded(&e.value))
-        .bind(e.primary)
-        .execute(&mut *c)
-        .await
-        .map_err(db_err)?;
-    }
-    Ok(())
-}
+// User rows are written by the combined writes of `combined.rs`, with their log and email
+// rows, through the binders below.
 
 /// A query of this backend with its arguments, for the binders below.
 pub(in crate::store) type Query<'q> = sqlx::query::Query<'q, Db, <Db as Database>::Arguments>;
@@ -373,42 +346,6 @@ pub(in crate::store) fn bind_user_update<'q>(
         .bind(folded(&a.family_name))
         .bind(folded(&a.display_name))
         .bind(user.managed_by.as_ref().map(|i| i.as_str()))
-}
-
-/// Inserts `user` with its email rows, unless its userName is already taken in the account:
-/// then nothing is written and the answer is `Ok(false)`. (A conflict on the name does not
-/// fail the statement, so on PostgreSQL the transaction stays usable.)
-#[allow(dead_code)]
-pub async fn insert_user(c: &mut Conn, user: &UserRecord) -> Result<bool, StoreError> {
-    let done = bind_user_insert(sqlx::query(user_insert_sql!()), user)
-        .execute(&mut *c)
-        .await
-        .map_err(db_err)?;
-    if done.rows_affected() == 0 {
-        return Ok(false);
-    }
-    write_emails(c, user, false).await?;
-    Ok(true)
-}
-
-#[allow(dead_code)]
-pub async fn update_user(
-    c: &mut Conn,
-    user: &UserRecord,
-    expected_version: i64,
-    emails_changed: bool,
-) -> Result<bool, StoreError> {
-    let done = bind_user_update(sqlx::query(user_update_sql!()), user, expected_version)
-        .execute(&mut *c)
-        .await
-        .map_err(db_err)?;
-    if done.rows_affected() == 0 {
-        return Ok(false);
-    }
-    if emails_changed {
-        write_emails(c, user, true).await?;
-    }
-    Ok(true)
 }
 
 pub async fn delete_user(

@@ -15,8 +15,9 @@
 //! live in `rows.rs`; `lock.rs` holds the cross-process locks (cycles, one `serve` per SQLite);
 //! `point_read.rs` runs SQLite's indexed point reads on the caller's thread;
 //! `group_commit.rs` lets concurrent writes share one transaction (a savepoint each, kept in
-//! `savepoint.rs`); `combined.rs` sends a user's create or update with its log and email rows to
-//! SQLite as one multi-statement query; `wal.rs` checkpoints SQLite's write-ahead log in the
+//! `savepoint.rs`); `combined.rs` sends a user's create or update with its log and email rows as
+//! one query (SQLite: one multi-statement query; PostgreSQL: one statement of data-modifying
+//! CTEs); `wal.rs` checkpoints SQLite's write-ahead log in the
 //! background, off the writer's commit path; and `auth_epoch.rs` tells token caches that an
 //! integration was deleted.
 
@@ -673,14 +674,7 @@ impl DirectoryTx for Tx {
     ) -> Result<bool, StoreError> {
         match self {
             Self::Sqlite(t, sp, _) => combined::insert_user_logged(t, sp, user, entry).await,
-            Self::Postgres(t) => {
-                let c = &mut **t;
-                if !postgres::insert_user(c, user).await? {
-                    return Ok(false);
-                }
-                postgres::write_log(c, entry).await?;
-                Ok(true)
-            }
+            Self::Postgres(t) => combined::pg_insert_user_logged(t, user, entry).await,
         }
     }
 
@@ -697,12 +691,8 @@ impl DirectoryTx for Tx {
                     .await
             }
             Self::Postgres(t) => {
-                let c = &mut **t;
-                if !postgres::update_user(c, user, expected_version, emails_changed).await? {
-                    return Ok(false);
-                }
-                postgres::write_log(c, entry).await?;
-                Ok(true)
+                combined::pg_update_user_logged(t, user, expected_version, emails_changed, entry)
+                    .await
             }
         }
     }

@@ -485,3 +485,89 @@ backend_test! {
         assert_eq!(by_id, None, "{backend:?}: another account's id is not found");
     }
 }
+
+backend_test! {
+    async fn a_refused_user_write_leaves_no_user_log_or_email_rows(backend) {
+        // A user's write, its provisioning-log row and its email rows go to the database as one
+        // query (`combined.rs`): when the userName is taken or the version is stale, none of
+        // them may be written.
+        use essentry_sync::domain::{DirectoryTx, LogAction, LogStatus, UserId};
+        use essentry_sync::store::LogQuery;
+
+        let ts = TestStore::new(backend).await;
+        let store = &ts.store;
+        let account = store.ensure_account("acme", t0()).await.unwrap();
+        let ctx = OpContext {
+            account: account.clone(),
+            source: Source::Cli,
+            integration_id: None,
+            cycle_id: None,
+            now: t0(),
+        };
+        let mut tx = store.begin().await.unwrap();
+        let ann = directory::create_user(&mut tx, &ctx, user("ann@contoso.com", "Ann", None))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let logged = async || {
+            store
+                .list_log(&account, &LogQuery { limit: 50, ..Default::default() })
+                .await
+                .unwrap()
+                .len()
+        };
+        let emails = async |value: &str| {
+            let filter = parse_filter(&format!(r#"emails[value eq "{value}"]"#)).unwrap();
+            store
+                .list_users(&account, Some(&filter), 0, 10, true)
+                .await
+                .unwrap()
+                .1
+        };
+        assert_eq!(logged().await, 1, "{backend:?}");
+
+        // The same userName under a new id, with an email of its own.
+        let mut twin = ann.clone();
+        twin.id = UserId::generate();
+        twin.attrs.resource.insert(
+            "emails".into(),
+            json!([{"type": "work", "value": "twin@contoso.com", "primary": true}]),
+        );
+        let entry = ctx.log_entry(LogAction::Create, LogStatus::Success);
+        let mut tx = store.begin().await.unwrap();
+        assert!(!tx.insert_user_logged(&twin, &entry).await.unwrap(), "{backend:?}");
+        tx.commit().await.unwrap();
+        assert_eq!(store.user_by_id(&account, &twin.id).await.unwrap(), None);
+        assert_eq!(logged().await, 1, "{backend:?}: no log row for a taken userName");
+        assert_eq!(emails("twin@contoso.com").await, Some(0), "{backend:?}");
+
+        // An update expecting a version the user is no longer at.
+        let mut renamed = ann.clone();
+        renamed.attrs.given_name = Some("Anna".into());
+        renamed.attrs.resource.insert(
+            "emails".into(),
+            json!([{"type": "home", "value": "anna@home.example", "primary": false}]),
+        );
+        renamed.version = 3;
+        let entry = ctx.log_entry(LogAction::Update, LogStatus::Success);
+        let mut tx = store.begin().await.unwrap();
+        assert!(!tx.update_user_logged(&renamed, 2, true, &entry).await.unwrap());
+        tx.commit().await.unwrap();
+        assert_eq!(store.user_by_id(&account, &ann.id).await.unwrap(), Some(ann.clone()));
+        assert_eq!(logged().await, 1, "{backend:?}: no log row for a stale version");
+        assert_eq!(emails("ann@contoso.com").await, Some(1), "{backend:?}: emails kept");
+        assert_eq!(emails("anna@home.example").await, Some(0), "{backend:?}");
+
+        // At the right version the user, its log row and its emails are all written, the old
+        // email replaced.
+        renamed.version = 2;
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.update_user_logged(&renamed, 1, true, &entry).await.unwrap());
+        tx.commit().await.unwrap();
+        assert_eq!(store.user_by_id(&account, &ann.id).await.unwrap(), Some(renamed));
+        assert_eq!(logged().await, 2, "{backend:?}");
+        assert_eq!(emails("ann@contoso.com").await, Some(0), "{backend:?}: old email gone");
+        assert_eq!(emails("anna@home.example").await, Some(1), "{backend:?}");
+        ts.cleanup().await;
+    }
+}
