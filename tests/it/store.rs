@@ -5,12 +5,23 @@
 use chrono::TimeDelta;
 use essentry_sync::domain::directory::{self, OpContext, UpdateOutcome};
 use essentry_sync::domain::{
-    DirectoryError, DirectoryUser, GroupId, GroupRecord, Source, UserName,
+    AccountId, DirectoryError, DirectoryUser, GroupId, GroupRecord, Source, UserName,
 };
 use essentry_sync::scim::filter::parse_filter;
 use serde_json::{Map, json};
 
 use crate::support::{TestStore, t0};
+
+/// A context for operations on `account` at `t0()`, from `source`.
+fn context(account: &AccountId, source: Source) -> OpContext {
+    OpContext {
+        account: account.clone(),
+        source,
+        integration_id: None,
+        cycle_id: None,
+        now: t0(),
+    }
+}
 
 fn user(name: &str, given: &str, external: Option<&str>) -> DirectoryUser {
     let mut resource = Map::new();
@@ -48,13 +59,7 @@ backend_test! {
             account,
             "idempotent"
         );
-        let ctx = OpContext {
-            account: account.clone(),
-            source: Source::Cli,
-            integration_id: None,
-            cycle_id: None,
-            now: t0(),
-        };
+        let ctx = context(&account, Source::Cli);
 
         let mut tx = store.begin().await.unwrap();
         let created =
@@ -108,13 +113,7 @@ backend_test! {
         let ts = TestStore::new(backend).await;
         let store = &ts.store;
         let account = store.ensure_account("acme", t0()).await.unwrap();
-        let ctx = OpContext {
-            account: account.clone(),
-            source: Source::Graph,
-            integration_id: None,
-            cycle_id: None,
-            now: t0(),
-        };
+        let ctx = context(&account, Source::Graph);
         let mut tx = store.begin().await.unwrap();
         let u = directory::create_user(&mut tx, &ctx, user("bo@contoso.com", "Bo", None))
             .await
@@ -194,11 +193,8 @@ backend_test! {
         .enumerate()
         {
             let ctx = OpContext {
-                account: account.clone(),
-                source: Source::Scim,
-                integration_id: None,
-                cycle_id: None,
                 now: t0() + TimeDelta::minutes(i as i64),
+                ..context(&account, Source::Scim)
             };
             directory::create_user(&mut tx, &ctx, user(name, given, Some(ext)))
                 .await
@@ -297,13 +293,7 @@ backend_test! {
         let ts = TestStore::new(backend).await;
         let store = &ts.store;
         let account = store.ensure_account("acme", t0()).await.unwrap();
-        let ctx = OpContext {
-            account: account.clone(),
-            source: Source::Scim,
-            integration_id: None,
-            cycle_id: None,
-            now: t0(),
-        };
+        let ctx = context(&account, Source::Scim);
         let mut tx = store.begin().await.unwrap();
         let mut ids = Vec::new();
         for i in 0..1200 {
@@ -393,13 +383,7 @@ backend_test! {
             .await
             .unwrap();
         let mut tx = ts.store.begin().await.unwrap();
-        let ctx = OpContext {
-            account: account.clone(),
-            source: Source::Cli,
-            integration_id: None,
-            cycle_id: None,
-            now: t0(),
-        };
+        let ctx = context(&account, Source::Cli);
         let err = directory::create_user(&mut tx, &ctx, user("x@contoso.com", "X", None)).await;
         assert!(
             matches!(
@@ -437,13 +421,7 @@ backend_test! {
         let store = &ts.store;
         let account = store.ensure_account("acme", t0()).await.unwrap();
         let other = store.ensure_account("globex", t0()).await.unwrap();
-        let ctx = OpContext {
-            account: account.clone(),
-            source: Source::Cli,
-            integration_id: None,
-            cycle_id: None,
-            now: t0(),
-        };
+        let ctx = context(&account, Source::Cli);
         let mut tx = store.begin().await.unwrap();
         let ann = directory::create_user(&mut tx, &ctx, user("Ann@Contoso.com", "Ann", Some("x-1")))
             .await
@@ -483,6 +461,7 @@ backend_test! {
         assert_eq!(by_name.as_ref(), Some(&ann), "{backend:?}");
         let by_id = store.user_by_id(&other, &ann.id).await.unwrap();
         assert_eq!(by_id, None, "{backend:?}: another account's id is not found");
+        ts.cleanup().await;
     }
 }
 
@@ -497,13 +476,7 @@ backend_test! {
         let ts = TestStore::new(backend).await;
         let store = &ts.store;
         let account = store.ensure_account("acme", t0()).await.unwrap();
-        let ctx = OpContext {
-            account: account.clone(),
-            source: Source::Cli,
-            integration_id: None,
-            cycle_id: None,
-            now: t0(),
-        };
+        let ctx = context(&account, Source::Cli);
         let mut tx = store.begin().await.unwrap();
         let ann = directory::create_user(&mut tx, &ctx, user("ann@contoso.com", "Ann", None))
             .await
