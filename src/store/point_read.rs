@@ -31,11 +31,11 @@ use crate::domain::{
     UserRecord,
 };
 
-/// Each point connection's page cache, as a sqlx reader's: a larger one made lookups faster
-/// (22,363/s at 6 MB against 19,222/s at 2 MB in the 100,000-user benchmark) but took the
-/// server past its 100 MB floor, since SQLite's allocations on the async threads weigh about
-/// twice the cache (malloc arenas of 20 MB each at 6 MB).
-const CACHE_KIB: i64 = 4_000;
+/// Each point connection's page cache. The bundled SQLite pools all connections' caches in one
+/// group, so the memory held follows the sum of every connection's size (`sqlite.rs` gives
+/// sqlx's readers 1 MB each): with 6 MB here and sqlx's eight readers at 4 MB the server passed
+/// its 100 MB floor at 100,000 users, with 2 MB here lookups were a seventh slower.
+const CACHE_KIB: i64 = 8_000;
 
 static BY_ID: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {USER_COLS} FROM users u WHERE u.account_id = $1 AND u.id = $2")

@@ -185,7 +185,12 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(15))
             .foreign_keys(true)
             .pragma("case_sensitive_like", "ON")
-            .pragma("cache_size", "-4000")
+            // 1 MB for each of sqlx's readers and 4 MB for the writer (below). The bundled
+            // SQLite pools every connection's page cache in one group (it is built with
+            // SQLITE_ENABLE_MEMORY_MANAGEMENT): what the process holds follows the sum of the
+            // sizes, and a busy connection may take pages an idle one left. The hot reads run
+            // on the point connections (`point_read.rs`), which get the larger share.
+            .pragma("cache_size", "-1000")
             // Statement and savepoint journals in memory: group commit runs each request in a
             // savepoint, whose journal otherwise spills to a temporary file (a fifth of a
             // create's time went to those writes).
@@ -196,7 +201,7 @@ impl SqliteStore {
             .max_connections(1)
             .min_connections(1)
             .test_before_acquire(false)
-            .connect_with(base.clone().pragma(
+            .connect_with(base.clone().pragma("cache_size", "-4000").pragma(
                 "wal_autocheckpoint",
                 super::wal::WRITER_AUTOCHECKPOINT.to_string(),
             ))
