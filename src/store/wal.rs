@@ -28,7 +28,13 @@ use super::{StoreError, db_err};
 pub(crate) const WRITER_AUTOCHECKPOINT: u32 = 4_000;
 
 /// How long the checkpointer lets commits gather after the first one before it copies them.
-pub(crate) const GATHER: Duration = Duration::from_millis(50);
+///
+/// Short on purpose. Under a steady stream of writes the log can only start over after the
+/// writer's own checkpoint (at [`WRITER_AUTOCHECKPOINT`]), which copies, inside a commit, what
+/// this thread had not yet copied: the more often this thread runs, the less that is. With
+/// 50 ms the SCIM user-PATCH benchmark (100,000 users) had a p99 of 44 ms at 2,650/s; 10 ms
+/// gave 30 ms, 5 ms 24 ms, and 1 ms 16–17 ms at 3,000–3,500/s (docs/benchmarks.md).
+pub(crate) const GATHER: Duration = Duration::from_millis(1);
 
 #[derive(Default)]
 struct State {
