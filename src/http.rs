@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -27,7 +27,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::{Layer, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
@@ -142,6 +144,22 @@ fn sane_request_id(value: &[u8]) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
 }
 
+/// New request ids: random UUIDs (version 4) drawn from the thread's fast generator. A request
+/// id only correlates log lines, so it needs no cryptographic randomness; tower-http's
+/// `MakeRequestUuid` asked the kernel for it, one `getrandom` system call per request.
+#[derive(Debug, Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
 fn drop_insane_request_id(mut req: Request) -> Request {
     let mut values = req.headers().get_all(&X_REQUEST_ID).iter();
     let keep =
@@ -205,7 +223,7 @@ pub fn app(state: AppState) -> Router {
                 .map_request(drop_insane_request_id)
                 .layer(SetRequestIdLayer::new(
                     X_REQUEST_ID.clone(),
-                    MakeRequestUuid,
+                    RandomRequestId,
                 ))
                 .layer(TraceLayer::new_for_http().make_span_with(request_span))
                 .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))

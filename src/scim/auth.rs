@@ -101,7 +101,9 @@ async fn resolve(state: &AppState, token: &str) -> Result<Option<Resolved>, Scim
     {
         return Ok(Some(hit));
     }
-    let found = state.store.integration_by_token_hash(&hash).await?;
+    // Boxed: a cache miss is rare, and its database future would otherwise be carried (and
+    // copied) by every request's.
+    let found = Box::pin(state.store.integration_by_token_hash(&hash)).await?;
     let Some(integration) = found.filter(|i| {
         i.kind == IntegrationKind::Scim
             && i.token_hash

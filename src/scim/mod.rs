@@ -35,7 +35,25 @@ pub fn scim_response(
     version: Option<i64>,
     location: Option<String>,
 ) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+    serialized(status, body, version, location)
+}
+
+/// [`scim_response`] of any serializable body, written straight into the response's bytes.
+fn serialized<T: serde::Serialize + ?Sized>(
+    status: StatusCode,
+    body: &T,
+    version: Option<i64>,
+    location: Option<String>,
+) -> Response {
+    let bytes = match serde_json::to_vec(body) {
+        Ok(bytes) => bytes,
+        // Only a map with keys that are not strings fails to serialize; ours have none.
+        Err(e) => {
+            tracing::error!(error = %e, "a SCIM response body could not be serialized");
+            return ScimError::internal().into_response();
+        }
+    };
+    let mut response = (status, bytes).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -50,16 +68,31 @@ pub fn scim_response(
     response
 }
 
+/// The body of a ListResponse, borrowing its resources (its fields in the order the former
+/// `json!` map wrote them).
+#[derive(serde::Serialize)]
+struct ListBody<'a> {
+    #[serde(rename = "Resources")]
+    resources: &'a [Value],
+    #[serde(rename = "itemsPerPage")]
+    items_per_page: usize,
+    schemas: [&'static str; 1],
+    #[serde(rename = "startIndex")]
+    start_index: i64,
+    #[serde(rename = "totalResults")]
+    total_results: i64,
+}
+
 /// A ListResponse (RFC 7644 §3.4.2).
 pub fn list_response(resources: Vec<Value>, total: i64, start_index: i64) -> Response {
-    let body = serde_json::json!({
-        "schemas": [resource::LIST_URN],
-        "totalResults": total,
-        "startIndex": start_index,
-        "itemsPerPage": resources.len(),
-        "Resources": resources,
-    });
-    scim_response(StatusCode::OK, &body, None, None)
+    let body = ListBody {
+        resources: &resources,
+        items_per_page: resources.len(),
+        schemas: [resource::LIST_URN],
+        start_index,
+        total_results: total,
+    };
+    serialized(StatusCode::OK, &body, None, None)
 }
 
 /// Which resource endpoint a list or search addresses.
@@ -77,7 +110,9 @@ async fn query(
 ) -> Result<(Vec<Value>, i64), ScimError> {
     match kind {
         Kind::User => users::query(state, caller, req).await,
-        Kind::Group => groups::query(state, caller, req).await,
+        // Boxed: rendering a group reads its members, and that future would make every user
+        // lookup's future (copied whole when axum boxes it) kilobytes larger.
+        Kind::Group => Box::pin(groups::query(state, caller, req)).await,
     }
 }
 
@@ -330,6 +365,72 @@ mod tests {
         ];
         for (path, want) in cases {
             assert_eq!(canonical_path(path).as_deref(), want, "{path}");
+        }
+    }
+}
+/// The futures of a SCIM lookup are copied whole each time axum or a middleware boxes one, so
+/// the hot path keeps its database round trips (kilobytes of future each) boxed behind it.
+#[cfg(test)]
+mod future_sizes {
+    use std::future::Future;
+
+    use axum::extract::{Request, State};
+    use axum::middleware::Next;
+
+    use super::request::{ListRequest, QueryParams};
+    use crate::domain::{AccountId, UserId};
+    use crate::http::AppState;
+    use crate::store::Store;
+
+    /// The size of the future `f` returns.
+    fn future_size<A, F: Future>(_: impl Fn(A) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn the_lookup_paths_futures_stay_small() {
+        const LIMIT: usize = 1_500;
+        let sizes = [
+            (
+                "scim::list",
+                future_size(|(s, c, p): (AppState, super::Caller, QueryParams)| {
+                    super::list(s, c, p, super::Kind::User)
+                }),
+            ),
+            (
+                "scim::auth::authenticate",
+                future_size(|(s, r, n): (State<AppState>, Request, Next)| {
+                    super::auth::authenticate(s, r, n)
+                }),
+            ),
+            (
+                "users::query",
+                future_size(
+                    |(s, c, r): (
+                        &'static AppState,
+                        &'static super::Caller,
+                        &'static ListRequest,
+                    )| { super::users::query(s, c, r) },
+                ),
+            ),
+            (
+                "Store::auth_epoch",
+                future_size(|s: &'static Store| s.auth_epoch()),
+            ),
+            (
+                "Store::user_by_id",
+                future_size(
+                    |(s, a, u): (&'static Store, &'static AccountId, &'static UserId)| {
+                        s.user_by_id(a, u)
+                    },
+                ),
+            ),
+        ];
+        for (name, size) in sizes {
+            assert!(
+                size <= LIMIT,
+                "the future of {name} is {size} bytes (limit {LIMIT})"
+            );
         }
     }
 }

@@ -81,27 +81,13 @@ pub async fn query(
 ) -> Result<(Vec<Value>, i64), ScimError> {
     let filter = req.filter.as_deref().map(parse_filter).transpose()?;
     let (offset, count) = (req.paging.start_index - 1, req.paging.count);
-    // A first page that is not full already tells the total; count only when it cannot.
+    // The store counts only when the page cannot tell the total (a lookup by userName reads one
+    // row and no count).
     let (users, total) = state
         .store
-        .list_users(
-            &caller.account,
-            filter.as_ref(),
-            offset,
-            count,
-            offset > 0 || count == 0,
-        )
+        .list_users(&caller.account, filter.as_ref(), offset, count, true)
         .await?;
-    let total = match total {
-        Some(t) => t,
-        None if (users.len() as i64) < count => users.len() as i64,
-        None => state
-            .store
-            .list_users(&caller.account, filter.as_ref(), 0, 0, true)
-            .await?
-            .1
-            .unwrap_or(0),
-    };
+    let total = total.unwrap_or(0);
     let resources = users
         .iter()
         .map(|u| {

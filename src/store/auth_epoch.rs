@@ -7,14 +7,22 @@
 //!   transaction that deletes or changes an integration; read on every request, one indexed
 //!   single-row query, so a deletion committed by any replica is seen by every replica at once.
 //! - SQLite: one process serves a database file, but the CLI may delete an integration from
-//!   another process. The deleting process writes a new random nonce to `<db>.auth-epoch`
-//!   (written to a temporary file and renamed, so a reader never sees half of it) after its
-//!   commit; the server reads that small file per request instead of making a database round
-//!   trip. (A deleting process killed between its commit and that write is covered by the
-//!   cache's maximum age, see `scim::auth`.)
+//!   another process. The deleting process writes a new random nonce over the 16 bytes of
+//!   `<db>.auth-epoch` after its commit; the server reads them per request instead of making a
+//!   database round trip, with one `pread` on a descriptor it keeps open ([`Signal`]; opening
+//!   the file by name each time cost a twentieth of a lookup). The nonce is written in place,
+//!   so the kept descriptor sees it at once; a reader that catches the write half done reads a
+//!   value that matches neither nonce, which only makes it look the tokens up again. (A deleting
+//!   process killed between its commit and that write, or a signal file replaced by hand, is
+//!   covered by the cache's maximum age, see `scim::auth`, and by the descriptor being reopened
+//!   every [`REOPEN`].)
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use super::{Store, db_err};
 use crate::domain::StoreError;
@@ -27,35 +35,87 @@ pub struct AuthEpoch {
     shared: u128,
 }
 
-/// The SQLite signal file beside the database.
-fn signal_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push(".auth-epoch");
-    PathBuf::from(name)
+/// How long the signal's descriptor is used before the file is opened by name again (so a
+/// signal file that was replaced, not written in place, is still seen).
+pub(crate) const REOPEN: Duration = Duration::from_secs(1);
+
+/// The SQLite signal file beside the database, kept open for reading (see the module docs).
+pub(crate) struct Signal {
+    path: PathBuf,
+    held: RwLock<Held>,
 }
 
-/// The nonce in the signal file; 0 when there is none yet.
-fn read_signal(path: &Path) -> Result<u128, std::io::Error> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(bytes
-            .get(..16)
-            .and_then(|b| <[u8; 16]>::try_from(b).ok())
-            .map_or(0, u128::from_le_bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(e),
+struct Held {
+    file: File,
+    opened: Instant,
+}
+
+impl Signal {
+    /// Opens the signal file of the database `db`, creating it (with a fresh nonce) when it is
+    /// not there yet.
+    pub(crate) fn open(db: &Path) -> Result<Self, std::io::Error> {
+        let mut path = db.as_os_str().to_owned();
+        path.push(".auth-epoch");
+        let path = PathBuf::from(path);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => file.write_all_at(&nonce(), 0)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let held = RwLock::new(Held {
+            file: File::open(&path)?,
+            opened: Instant::now(),
+        });
+        Ok(Self { path, held })
+    }
+
+    /// The nonce in the file now; 0 when the file holds less than one.
+    pub(crate) fn read(&self) -> Result<u128, std::io::Error> {
+        {
+            let held = self.held.read().unwrap_or_else(PoisonError::into_inner);
+            if held.opened.elapsed() < REOPEN {
+                return read_nonce(&held.file);
+            }
+        }
+        let mut held = self.held.write().unwrap_or_else(PoisonError::into_inner);
+        if held.opened.elapsed() >= REOPEN {
+            *held = Held {
+                file: File::open(&self.path)?,
+                opened: Instant::now(),
+            };
+        }
+        read_nonce(&held.file)
+    }
+
+    /// Writes a new nonce over the old one, in place (creating the file if it is gone).
+    pub(crate) fn bump(&self) -> Result<(), std::io::Error> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.path)?
+            .write_all_at(&nonce(), 0)
     }
 }
 
-/// Writes a new nonce to the signal file: to a temporary file first, then renamed over it.
-fn write_signal(path: &Path) -> Result<(), std::io::Error> {
-    let nonce = uuid::Uuid::new_v4().as_u128().max(1);
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".{}", uuid::Uuid::new_v4().simple()));
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, nonce.to_le_bytes())?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+fn nonce() -> [u8; 16] {
+    uuid::Uuid::new_v4().as_u128().max(1).to_le_bytes()
+}
+
+fn read_nonce(file: &File) -> Result<u128, std::io::Error> {
+    let mut bytes = [0u8; 16];
+    let mut got = 0;
+    while got < bytes.len() {
+        match file.read_at(&mut bytes[got..], got as u64)? {
+            0 => return Ok(0),
+            n => got += n,
+        }
+    }
+    Ok(u128::from_le_bytes(bytes))
 }
 
 impl Store {
@@ -64,21 +124,28 @@ impl Store {
         match self {
             Store::Sqlite(s) => Ok(AuthEpoch {
                 local: s.local_epoch.load(Ordering::Acquire),
-                shared: read_signal(&signal_path(&s.path))
+                shared: s
+                    .signal
+                    .read()
                     .map_err(|e| StoreError::Database(Box::new(e)))?,
             }),
+            // Boxed: this runs on every SCIM request, and an unboxed pool acquire would make
+            // every caller's future kilobytes larger on SQLite too.
             Store::Postgres(s) => {
-                let local = s.local_epoch.load(Ordering::Acquire);
-                let mut conn = s.pool.acquire().await.map_err(db_err)?;
-                let epoch: i64 =
-                    sqlx::query_scalar("SELECT epoch FROM integration_epoch WHERE id = 1")
-                        .fetch_one(&mut *conn)
-                        .await
-                        .map_err(db_err)?;
-                Ok(AuthEpoch {
-                    local,
-                    shared: u128::from(epoch.unsigned_abs()),
+                Box::pin(async move {
+                    let local = s.local_epoch.load(Ordering::Acquire);
+                    let mut conn = s.pool.acquire().await.map_err(db_err)?;
+                    let epoch: i64 =
+                        sqlx::query_scalar("SELECT epoch FROM integration_epoch WHERE id = 1")
+                            .fetch_one(&mut *conn)
+                            .await
+                            .map_err(db_err)?;
+                    Ok(AuthEpoch {
+                        local,
+                        shared: u128::from(epoch.unsigned_abs()),
+                    })
                 })
+                .await
             }
         }
     }
@@ -89,7 +156,9 @@ impl Store {
         match self {
             Store::Sqlite(s) => {
                 s.local_epoch.fetch_add(1, Ordering::AcqRel);
-                write_signal(&signal_path(&s.path)).map_err(|e| StoreError::Database(Box::new(e)))
+                s.signal
+                    .bump()
+                    .map_err(|e| StoreError::Database(Box::new(e)))
             }
             Store::Postgres(s) => {
                 // The trigger of migration 0009 already bumped the shared epoch in the commit.
@@ -97,5 +166,57 @@ impl Store {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_processs_bump_is_seen_at_once_through_the_kept_descriptor() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("essentry.db");
+        let server = Signal::open(&db).unwrap();
+        let first = server.read().unwrap();
+        assert_ne!(first, 0, "a new signal file holds a nonce");
+        assert_eq!(server.read().unwrap(), first);
+        // The CLI opens the same file and writes over it.
+        let cli = Signal::open(&db).unwrap();
+        assert_eq!(
+            cli.read().unwrap(),
+            first,
+            "opening does not change the nonce"
+        );
+        cli.bump().unwrap();
+        let second = server.read().unwrap();
+        assert_ne!(second, first);
+        assert_eq!(cli.read().unwrap(), second);
+    }
+
+    #[test]
+    fn a_signal_file_replaced_by_another_is_seen_within_the_reopen_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("essentry.db");
+        let server = Signal::open(&db).unwrap();
+        let first = server.read().unwrap();
+        let path = dir.path().join("essentry.db.auth-epoch");
+        let tmp = dir.path().join("replacement");
+        std::fs::write(&tmp, 7u128.to_le_bytes()).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        std::thread::sleep(REOPEN + Duration::from_millis(50));
+        assert_eq!(server.read().unwrap(), 7);
+        assert_ne!(first, 7);
+    }
+
+    #[test]
+    fn a_short_signal_file_reads_as_no_nonce() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("essentry.db");
+        std::fs::write(dir.path().join("essentry.db.auth-epoch"), [1u8, 2, 3]).unwrap();
+        let signal = Signal::open(&db).unwrap();
+        assert_eq!(signal.read().unwrap(), 0);
+        signal.bump().unwrap();
+        assert_ne!(signal.read().unwrap(), 0);
     }
 }

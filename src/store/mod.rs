@@ -78,7 +78,7 @@ pub mod sql_filter;
 mod sqlite;
 mod wal;
 
-use sql_filter::{Target, Where};
+use sql_filter::{Counted, Target, Where, total_from_page};
 
 pub use auth_epoch::AuthEpoch;
 pub use group_commit::GroupCommit;
@@ -282,7 +282,10 @@ impl Store {
         {
             return found;
         }
-        read!(self, |c, m| m::user_by_id(c, account, id, false).await)
+        // Boxed, so that the future of this hot call stays small on the point path above
+        // (it is copied whole whenever a caller's future is boxed; see `list_users_where`).
+        Box::pin(async move { read!(self, |c, m| m::user_by_id(c, account, id, false).await) })
+            .await
     }
 
     pub async fn user_by_name(
@@ -295,7 +298,7 @@ impl Store {
         {
             return found;
         }
-        read!(self, |c, m| m::user_by_name(c, account, name).await)
+        Box::pin(async move { read!(self, |c, m| m::user_by_name(c, account, name).await) }).await
     }
 
     /// Every user of the account with its typed attributes only (`resource` empty), for the
@@ -351,15 +354,22 @@ impl Store {
         {
             return found;
         }
-        read!(self, |c, m| {
-            let rows = m::list_users(c, account, filter, offset, limit).await?;
-            let total = if with_total {
-                Some(m::count_users(c, account, filter).await?)
-            } else {
-                None
-            };
-            Ok((rows, total))
+        // The database round trips are boxed: their futures (a pool's acquire above all) are
+        // kilobytes, and without the box every future awaiting this one carried them, copied
+        // whole each time axum or a middleware boxes a request's future — a measurable share
+        // of a SCIM lookup that the point path above had already answered.
+        Box::pin(async move {
+            read!(self, |c, m| {
+                let rows = m::list_users(c, account, filter, offset, limit).await?;
+                let total = match total_from_page(with_total, offset, limit, rows.len()) {
+                    Counted::Known(total) => Some(total),
+                    Counted::Count => Some(m::count_users(c, account, filter).await?),
+                    Counted::NotAsked => None,
+                };
+                Ok((rows, total))
+            })
         })
+        .await
     }
 
     pub async fn group_by_id(
@@ -381,15 +391,19 @@ impl Store {
     ) -> Result<(Vec<GroupRecord>, Option<i64>), ListError> {
         let filter = translated(filter, Target::Group)?;
         let filter = filter.as_ref();
-        Ok(read!(self, |c, m| {
-            let rows = m::list_groups(c, account, filter, offset, limit).await?;
-            let total = if with_total {
-                Some(m::count_groups(c, account, filter).await?)
-            } else {
-                None
-            };
-            Ok::<_, StoreError>((rows, total))
-        })?)
+        // Boxed like `list_users_where`'s round trips.
+        Ok(Box::pin(async move {
+            read!(self, |c, m| {
+                let rows = m::list_groups(c, account, filter, offset, limit).await?;
+                let total = match total_from_page(with_total, offset, limit, rows.len()) {
+                    Counted::Known(total) => Some(total),
+                    Counted::Count => Some(m::count_groups(c, account, filter).await?),
+                    Counted::NotAsked => None,
+                };
+                Ok::<_, StoreError>((rows, total))
+            })
+        })
+        .await?)
     }
 
     /// `(user id, userName)` of every member of `group`.

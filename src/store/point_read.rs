@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, Row, Statement};
 
 use super::corrupt;
-use super::sql_filter::{Param, Where};
+use super::sql_filter::{Counted, Param, Where, total_from_page};
 use super::sqlite::{USER_COLS, count_sql, page_sql, parse_resource};
 use crate::domain::{
     AccountId, DirectoryUser, EntraObjectId, IntegrationId, Source, StoreError, UserId, UserName,
@@ -165,16 +165,18 @@ impl PointReaders {
             while let Some(row) = rows.next()? {
                 users.push(user_from(row)?);
             }
-            let total = if with_total {
-                let mut stmt = c.prepare_cached(&count_sql(("users u", "u"), Some(filter)))?;
-                bind(&mut stmt, account, filter)?;
-                let mut rows = stmt.raw_query();
-                match rows.next()? {
-                    Some(row) => Some(row.get::<_, i64>(0)?),
-                    None => return Err(corrupt("COUNT(*) returned no row").into()),
+            let total = match total_from_page(with_total, offset, limit, users.len()) {
+                Counted::Known(total) => Some(total),
+                Counted::NotAsked => None,
+                Counted::Count => {
+                    let mut stmt = c.prepare_cached(&count_sql(("users u", "u"), Some(filter)))?;
+                    bind(&mut stmt, account, filter)?;
+                    let mut rows = stmt.raw_query();
+                    match rows.next()? {
+                        Some(row) => Some(row.get::<_, i64>(0)?),
+                        None => return Err(corrupt("COUNT(*) returned no row").into()),
+                    }
                 }
-            } else {
-                None
             };
             Ok((users, total))
         })

@@ -420,6 +420,32 @@ pub fn entra_object_id_eq(oid: &str) -> Where {
     }
 }
 
+/// Whether a list's total count of matches must be counted, or is already known from its page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Counted {
+    /// The caller did not ask for the total.
+    NotAsked,
+    /// The page tells it: it came back short, so the matches end on it.
+    Known(i64),
+    /// Only a `COUNT(*)` can tell.
+    Count,
+}
+
+/// What a page of `len` rows read at `offset` with `limit` tells of the total (see [`Counted`]).
+/// A page shorter than `limit` holds the last matches, so the total is `offset + len` — unless
+/// it is empty past the start, which says only that there are at most `offset` matches. A
+/// lookup by a unique attribute (one row, or none, at offset 0) so needs a single query.
+pub(crate) fn total_from_page(with_total: bool, offset: i64, limit: i64, len: usize) -> Counted {
+    let len = i64::try_from(len).unwrap_or(i64::MAX);
+    if !with_total {
+        Counted::NotAsked
+    } else if len < limit && (offset == 0 || len > 0) {
+        Counted::Known(offset.saturating_add(len))
+    } else {
+        Counted::Count
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,5 +573,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(w.params.len(), 2);
+    }
+
+    #[test]
+    fn a_short_page_tells_the_total_and_a_full_or_empty_one_does_not() {
+        assert_eq!(total_from_page(false, 0, 100, 1), Counted::NotAsked);
+        // A lookup by a unique attribute: one row or none, at the start.
+        assert_eq!(total_from_page(true, 0, 100, 1), Counted::Known(1));
+        assert_eq!(total_from_page(true, 0, 100, 0), Counted::Known(0));
+        // The last page of several.
+        assert_eq!(total_from_page(true, 200, 100, 37), Counted::Known(237));
+        // A full page may have more after it.
+        assert_eq!(total_from_page(true, 0, 100, 100), Counted::Count);
+        // Nothing past the start says only that there are at most `offset` matches.
+        assert_eq!(total_from_page(true, 500, 100, 0), Counted::Count);
+        // `count=0` reads no row: only a count can tell.
+        assert_eq!(total_from_page(true, 0, 0, 0), Counted::Count);
     }
 }

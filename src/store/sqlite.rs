@@ -165,6 +165,8 @@ pub struct SqliteStore {
     pub(crate) path: std::path::PathBuf,
     /// Bumped by every integration deletion made through this process (`auth_epoch.rs`).
     pub(crate) local_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The file through which other processes' deletions are seen (`auth_epoch.rs`).
+    pub(crate) signal: std::sync::Arc<super::auth_epoch::Signal>,
     /// Copies the write-ahead log back into the database after commits (`wal.rs`).
     pub(crate) checkpoints: std::sync::Arc<super::wal::Checkpointer>,
     /// Indexed point reads on the caller's thread (`point_read.rs`).
@@ -220,11 +222,14 @@ impl SqliteStore {
             path,
             threads.clamp(2, 8),
         )?);
+        let signal =
+            super::auth_epoch::Signal::open(path).map_err(|e| StoreError::Database(Box::new(e)))?;
         Ok(Self {
             read,
             write,
             path: path.to_path_buf(),
             local_epoch: Default::default(),
+            signal: std::sync::Arc::new(signal),
             checkpoints,
             point,
         })
