@@ -21,8 +21,8 @@
 //!   each), background WAL checkpoints, indexed point reads on the caller's thread (SQLite,
 //!   through rusqlite), and the integrations' epoch that token caches are checked against.
 //! - [`scim`]: the SCIM 2.0 push endpoint (RFC 7643/7644): router, bearer-token auth with a
-//!   cache of token lookups, filter, PATCH, errors, and the write skeleton with the request-cost
-//!   limits.
+//!   cache of token lookups, filter, PATCH, errors, the write skeleton with the request-cost
+//!   limits, and user bodies serialized straight from their records (`user_body`).
 //! - [`integrations`]: creating, listing (masked or revealed) and deleting integrations.
 //! - [`secrets`]: integration tokens (hashed for verification, sealed for the reveal) and keys.
 //! - [`config`]: settings from `config/essentry-sync.toml` and the environment.

@@ -12,6 +12,7 @@ pub mod patch;
 pub mod request;
 pub mod resource;
 pub mod schema;
+pub mod user_body;
 pub mod users;
 pub mod write;
 
@@ -27,6 +28,7 @@ use crate::http::AppState;
 
 use error::{SCIM_CONTENT_TYPE, ScimError};
 use request::Caller;
+use user_body::Rendered;
 
 /// A SCIM JSON response with optional `ETag` and `Location`.
 pub fn scim_response(
@@ -39,7 +41,7 @@ pub fn scim_response(
 }
 
 /// [`scim_response`] of any serializable body, written straight into the response's bytes.
-fn serialized<T: serde::Serialize + ?Sized>(
+pub(crate) fn serialized<T: serde::Serialize + ?Sized>(
     status: StatusCode,
     body: &T,
     version: Option<i64>,
@@ -73,7 +75,7 @@ fn serialized<T: serde::Serialize + ?Sized>(
 #[derive(serde::Serialize)]
 struct ListBody<'a> {
     #[serde(rename = "Resources")]
-    resources: &'a [Value],
+    resources: &'a [Rendered],
     #[serde(rename = "itemsPerPage")]
     items_per_page: usize,
     schemas: [&'static str; 1],
@@ -84,7 +86,7 @@ struct ListBody<'a> {
 }
 
 /// A ListResponse (RFC 7644 §3.4.2).
-pub fn list_response(resources: Vec<Value>, total: i64, start_index: i64) -> Response {
+pub fn list_response(resources: Vec<Rendered>, total: i64, start_index: i64) -> Response {
     let body = ListBody {
         resources: &resources,
         items_per_page: resources.len(),
@@ -107,12 +109,15 @@ async fn query(
     caller: &Caller,
     kind: Kind,
     req: &request::ListRequest,
-) -> Result<(Vec<Value>, i64), ScimError> {
+) -> Result<(Vec<Rendered>, i64), ScimError> {
     match kind {
         Kind::User => users::query(state, caller, req).await,
         // Boxed: rendering a group reads its members, and that future would make every user
         // lookup's future (copied whole when axum boxes it) kilobytes larger.
-        Kind::Group => Box::pin(groups::query(state, caller, req)).await,
+        Kind::Group => {
+            let (groups, total) = Box::pin(groups::query(state, caller, req)).await?;
+            Ok((groups.into_iter().map(Rendered::Json).collect(), total))
+        }
     }
 }
 
@@ -186,7 +191,8 @@ async fn search_all(
             },
             ..req.clone()
         };
-        resources.extend(groups::query(&state, &caller, &greq).await?.0);
+        let groups = groups::query(&state, &caller, &greq).await?.0;
+        resources.extend(groups.into_iter().map(Rendered::Json));
     }
     Ok(list_response(
         resources,

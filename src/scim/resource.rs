@@ -183,7 +183,7 @@ pub fn member_ids(items: &[Value]) -> Result<Vec<String>, ScimError> {
         .collect()
 }
 
-fn ts(t: DateTime<Utc>) -> String {
+pub(crate) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -218,35 +218,33 @@ fn schemas_of(core: &str, resource: &Map<String, Value>) -> Value {
     Value::Array(list)
 }
 
-/// The SCIM representation of a stored user (or of one just deprovisioned, `active` false).
-pub fn user_json(user: &UserRecord, base_url: &str) -> Value {
+/// The SCIM representation of a stored user (or of one just deprovisioned, `active` false). It
+/// takes the record, so that the stored attributes move into the response instead of being
+/// copied (a list renders each user once and drops it).
+pub fn user_json(user: UserRecord, base_url: &str) -> Value {
     let mut out = Map::new();
     out.insert(
         "schemas".to_owned(),
         schemas_of(USER_URN, &user.attrs.resource),
     );
     out.insert("id".to_owned(), json!(user.id.as_str()));
+    let meta = json!({
+        "resourceType": "User",
+        "created": ts(user.created_at),
+        "lastModified": ts(user.updated_at),
+        "location": format!("{base_url}/Users/{}", user.id),
+        "version": etag(user.version),
+    });
     // `password` is writeOnly (returned: never); it is not stored, and never echoed.
-    for (k, v) in user
-        .attrs
-        .resource
-        .iter()
-        .filter(|(k, _)| k.as_str() != "password")
-    {
-        out.insert(k.clone(), v.clone());
-    }
+    out.extend(
+        user.attrs
+            .resource
+            .into_iter()
+            .filter(|(k, _)| k.as_str() != "password"),
+    );
     out.insert("userName".to_owned(), json!(user.attrs.user_name.as_str()));
     out.insert("active".to_owned(), json!(user.attrs.active));
-    out.insert(
-        "meta".to_owned(),
-        json!({
-            "resourceType": "User",
-            "created": ts(user.created_at),
-            "lastModified": ts(user.updated_at),
-            "location": format!("{base_url}/Users/{}", user.id),
-            "version": etag(user.version),
-        }),
-    );
+    out.insert("meta".to_owned(), meta);
     Value::Object(out)
 }
 

@@ -21,7 +21,7 @@ use super::filter::parse_filter;
 use super::patch::{self, USER_SCHEMA};
 use super::request::{Caller, ListRequest, QueryParams, ScimBody, if_match};
 use super::resource::{self, Projection, USER_URN};
-use super::scim_response;
+use super::user_body::{Rendered, UserBody};
 use super::write::{Limits, transact};
 
 fn context(state: &AppState, caller: &Caller) -> OpContext {
@@ -73,12 +73,22 @@ async fn logged<T>(
     Err(err)
 }
 
+/// A user's response body: written straight from the record without a projection, through
+/// the JSON tree with one.
+fn render(user: UserRecord, projection: &Projection, base_url: &str) -> Rendered {
+    if projection.is_empty() {
+        Rendered::User(Box::new(UserBody::new(user, base_url)))
+    } else {
+        Rendered::Json(projection.apply(resource::user_json(user, base_url), USER_URN))
+    }
+}
+
 /// Matching users as SCIM JSON (projected), and the total number of matches.
 pub async fn query(
     state: &AppState,
     caller: &Caller,
     req: &ListRequest,
-) -> Result<(Vec<Value>, i64), ScimError> {
+) -> Result<(Vec<Rendered>, i64), ScimError> {
     let filter = req.filter.as_deref().map(parse_filter).transpose()?;
     let (offset, count) = (req.paging.start_index - 1, req.paging.count);
     // The store counts only when the page cannot tell the total (a lookup by userName reads one
@@ -89,11 +99,8 @@ pub async fn query(
         .await?;
     let total = total.unwrap_or(0);
     let resources = users
-        .iter()
-        .map(|u| {
-            req.projection
-                .apply(resource::user_json(u, &state.scim_base), USER_URN)
-        })
+        .into_iter()
+        .map(|u| render(u, &req.projection, &state.scim_base))
         .collect();
     Ok((resources, total))
 }
@@ -111,11 +118,12 @@ pub async fn get(
         .await?
         .ok_or_else(|| ScimError::not_found(format!("no user with id {id}")))?;
     let projection = Projection::new(params.get("attributes"), params.get("excludedAttributes"))?;
-    let body = projection.apply(resource::user_json(&user, &state.scim_base), USER_URN);
-    Ok(scim_response(
+    let version = user.version;
+    let body = render(user, &projection, &state.scim_base);
+    Ok(super::serialized(
         StatusCode::OK,
         &body,
-        Some(user.version),
+        Some(version),
         None,
     ))
 }
@@ -146,12 +154,13 @@ pub async fn create(
     .await?;
     committed(UserAction::Created);
     tracing::info!(user_id = %user.id, "user created");
-    let body = resource::user_json(&user, &state.scim_base);
     let location = format!("{}/Users/{}", state.scim_base, user.id);
-    Ok(scim_response(
+    let version = user.version;
+    let body = UserBody::new(user, &state.scim_base);
+    Ok(super::serialized(
         StatusCode::CREATED,
         &body,
-        Some(user.version),
+        Some(version),
         Some(location),
     ))
 }
@@ -181,8 +190,9 @@ fn respond_update(state: &AppState, outcome: UpdateOutcome) -> Response {
         }
     };
     tracing::debug!(user_id = %user.id, status, "user written");
-    let body = resource::user_json(&user, &state.scim_base);
-    scim_response(StatusCode::OK, &body, Some(user.version), None)
+    let version = user.version;
+    let body = UserBody::new(user, &state.scim_base);
+    super::serialized(StatusCode::OK, &body, Some(version), None)
 }
 
 pub async fn replace(

@@ -197,7 +197,13 @@ fn bind(stmt: &mut Statement<'_>, account: &AccountId, filter: &Where) -> Result
 }
 
 fn bind_named(stmt: &mut Statement<'_>, n: usize, value: &str) -> Result<(), Failure> {
-    match stmt.parameter_index(&format!("${n}"))? {
+    // A point filter binds `$1` and `$2` (no allocation for those names).
+    const NAMES: [&str; 4] = ["$0", "$1", "$2", "$3"];
+    let index = match NAMES.get(n) {
+        Some(name) => stmt.parameter_index(name)?,
+        None => stmt.parameter_index(&format!("${n}"))?,
+    };
+    match index {
         Some(index) => Ok(stmt.raw_bind_parameter(index, value)?),
         // A parameter the text does not use (none of ours).
         None => Ok(()),
