@@ -57,17 +57,8 @@ impl Signal {
         let mut path = db.as_os_str().to_owned();
         path.push(".auth-epoch");
         let path = PathBuf::from(path);
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(file) => file.write_all_at(&nonce(), 0)?,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
         let held = RwLock::new(Held {
-            file: File::open(&path)?,
+            file: open_or_create(&path)?,
             opened: Instant::now(),
         });
         Ok(Self { path, held })
@@ -84,7 +75,7 @@ impl Signal {
         let mut held = self.held.write().unwrap_or_else(PoisonError::into_inner);
         if held.opened.elapsed() >= REOPEN {
             *held = Held {
-                file: File::open(&self.path)?,
+                file: open_or_create(&self.path)?,
                 opened: Instant::now(),
             };
         }
@@ -100,6 +91,21 @@ impl Signal {
             .open(&self.path)?
             .write_all_at(&nonce(), 0)
     }
+}
+
+/// The signal file at `path` opened for reading; a missing one (first start, or deleted by
+/// hand) is created with a fresh nonce, which every token cache takes for a change.
+fn open_or_create(path: &Path) -> Result<File, std::io::Error> {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(file) => file.write_all_at(&nonce(), 0)?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    File::open(path)
 }
 
 fn nonce() -> [u8; 16] {
@@ -207,6 +213,13 @@ mod tests {
         std::thread::sleep(REOPEN + Duration::from_millis(50));
         assert_eq!(server.read().unwrap(), 7);
         assert_ne!(first, 7);
+        // Deleted by hand: recreated with a fresh nonce at the next reopen, never an error.
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(server.read().unwrap(), 7, "the kept descriptor still reads");
+        std::thread::sleep(REOPEN + Duration::from_millis(50));
+        let recreated = server.read().unwrap();
+        assert!(recreated != 7 && recreated != 0);
+        assert!(path.exists());
     }
 
     #[test]
