@@ -374,6 +374,7 @@ mod tests {
         }
     }
 }
+
 /// The futures of a SCIM lookup are copied whole each time axum or a middleware boxes one, so
 /// the hot path keeps its database round trips (kilobytes of future each) boxed behind it.
 #[cfg(test)]

@@ -78,7 +78,7 @@ pub mod sql_filter;
 mod sqlite;
 mod wal;
 
-use sql_filter::{Counted, Target, Where, total_from_page};
+use sql_filter::{Target, Where, total_from_page};
 
 pub use auth_epoch::AuthEpoch;
 pub use group_commit::GroupCommit;
@@ -361,11 +361,9 @@ impl Store {
         Box::pin(async move {
             read!(self, |c, m| {
                 let rows = m::list_users(c, account, filter, offset, limit).await?;
-                let total = match total_from_page(with_total, offset, limit, rows.len()) {
-                    Counted::Known(total) => Some(total),
-                    Counted::Count => Some(m::count_users(c, account, filter).await?),
-                    Counted::NotAsked => None,
-                };
+                let total = total_from_page(with_total, offset, limit, rows.len())
+                    .total(m::count_users(c, account, filter))
+                    .await?;
                 Ok((rows, total))
             })
         })
@@ -395,11 +393,9 @@ impl Store {
         Ok(Box::pin(async move {
             read!(self, |c, m| {
                 let rows = m::list_groups(c, account, filter, offset, limit).await?;
-                let total = match total_from_page(with_total, offset, limit, rows.len()) {
-                    Counted::Known(total) => Some(total),
-                    Counted::Count => Some(m::count_groups(c, account, filter).await?),
-                    Counted::NotAsked => None,
-                };
+                let total = total_from_page(with_total, offset, limit, rows.len())
+                    .total(m::count_groups(c, account, filter))
+                    .await?;
                 Ok::<_, StoreError>((rows, total))
             })
         })

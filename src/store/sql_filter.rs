@@ -446,6 +446,21 @@ pub(crate) fn total_from_page(with_total: bool, offset: i64, limit: i64, len: us
     }
 }
 
+impl Counted {
+    /// The total, running `count` (a `COUNT(*)` not yet started) only when the page cannot
+    /// tell it.
+    pub(crate) async fn total<E>(
+        self,
+        count: impl Future<Output = Result<i64, E>>,
+    ) -> Result<Option<i64>, E> {
+        match self {
+            Counted::NotAsked => Ok(None),
+            Counted::Known(total) => Ok(Some(total)),
+            Counted::Count => count.await.map(Some),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,6 +588,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(w.params.len(), 2);
+    }
+
+    #[test]
+    fn only_a_page_that_cannot_tell_runs_the_count() {
+        use std::cell::Cell;
+        let ran = Cell::new(0);
+        let count = || async {
+            ran.set(ran.get() + 1);
+            Ok::<i64, ()>(42)
+        };
+        let total = |c: Counted| futures::executor::block_on(c.total(count()));
+        assert_eq!(total(Counted::NotAsked), Ok(None));
+        assert_eq!(total(Counted::Known(3)), Ok(Some(3)));
+        assert_eq!(ran.get(), 0);
+        assert_eq!(total(Counted::Count), Ok(Some(42)));
+        assert_eq!(ran.get(), 1);
     }
 
     #[test]
